@@ -1,0 +1,338 @@
+"""Batch and transaction Bundles posted to the base: https://hl7.org/fhir/R4/http.html#transaction
+
+A transaction runs every entry in one WriteUnit (all or nothing): DELETE, then POST, then PUT/PATCH, then
+GET. ``urn:uuid:`` fullUrls get ids before anything is written, and references to them, and conditional
+references (``Patient?identifier=sys|val``), are rewritten. A batch answers each entry on its own.
+The HL7 v2 gateway and ``fhir-server import`` apply their Bundles through ``apply_bundle`` too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.errors import BadRequest, FhirError, Issue, NotFound, PreconditionFailed
+from fhir_server.search.query import parse_search
+from fhir_server.storage.model import instant, utc_now
+from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_HEADERS = {"ifMatch": "if-match", "ifNoneMatch": "if-none-match", "ifNoneExist": "if-none-exist",
+            "ifModifiedSince": "if-modified-since"}
+
+Dispatch = Callable[[Context, FhirRequest], FhirResponse]
+
+
+@dataclass
+class Entry:
+    """One Bundle entry's request, parsed; ``target`` is the ``Type/id`` a transaction resolved for it."""
+
+    index: int
+    method: str
+    url: str
+    full_url: str | None
+    resource: Any
+    headers: dict[str, str]
+    target: str | None = None
+    matched: bool = False  # a conditional create that found its resource: nothing to write
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path.strip("/")
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+
+    @property
+    def resource_type(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    def label(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+@dataclass
+class EntryFailed(Exception):
+    """A transaction entry failed; the whole transaction is rolled back and this is reported."""
+
+    entry: Entry
+    error: FhirError = field(repr=False)
+
+
+def process(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """POST [base] with a Bundle of type batch or transaction."""
+    from fhir_server.api.router import dispatch
+
+    bundle = req.resource_body()
+    if bundle.get("resourceType") != "Bundle":
+        raise BadRequest("POST to the base takes a Bundle (batch or transaction)", expression="resourceType")
+    kind = bundle.get("type")
+    if kind not in {"batch", "transaction"}:
+        raise BadRequest(f"Bundle.type must be batch or transaction, not '{kind}'", expression="Bundle.type")
+    entries = parse_entries(bundle, ctx.base_url)
+    if kind == "transaction":
+        responses = transaction(ctx, req, entries, dispatch)
+    else:
+        responses = batch(ctx, req, entries, dispatch)
+    return FhirResponse(200, response_bundle(f"{kind}-response", responses), subsettable=False)
+
+
+def parse_entries(bundle: dict[str, Any], base_url: str) -> list[Entry]:
+    """The entries of a batch/transaction Bundle; a malformed entry is a 400 naming it."""
+    raw = bundle.get("entry") or []
+    if not isinstance(raw, list):
+        raise BadRequest("Bundle.entry must be an array", expression="Bundle.entry")
+    return [_entry(i, e, base_url) for i, e in enumerate(raw)]
+
+
+def _entry(index: int, raw: Any, base_url: str) -> Entry:
+    where = f"Bundle.entry[{index}]"
+    request = raw.get("request") if isinstance(raw, dict) else None
+    if not isinstance(request, dict):
+        raise BadRequest(f"{where} has no request", expression=f"{where}.request")
+    method = str(request.get("method", "")).upper()
+    if method not in ORDER:
+        raise BadRequest(f"{where}.request.method '{method}' is not GET, POST, PUT, PATCH or DELETE",
+                         expression=f"{where}.request.method")
+    url = request.get("url")
+    if not isinstance(url, str) or not url:
+        raise BadRequest(f"{where}.request.url is missing", expression=f"{where}.request.url")
+    if url.startswith(base_url):
+        url = url[len(base_url):]
+    resource = raw.get("resource")
+    if method in {"POST", "PUT"} and not isinstance(resource, dict):
+        raise BadRequest(f"{where} ({method}) needs a resource", expression=f"{where}.resource")
+    headers = {h: str(request[k]) for k, h in _HEADERS.items() if request.get(k)}
+    return Entry(index, method, url.lstrip("/"), raw.get("fullUrl"), resource, headers)
+
+
+def transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispatch) -> list[FhirResponse]:
+    """All entries in one database transaction; any failure rolls everything back."""
+    _check_unique_targets(entries)
+    raw = orjson.dumps([e.resource for e in entries])
+
+    def work(unit: WriteUnit) -> list[FhirResponse]:
+        fresh = [replace(e, resource=r) for e, r in zip(entries, orjson.loads(raw), strict=True)]
+        return _run_transaction(replace(ctx, unit=unit), req, fresh, dispatch)
+
+    try:
+        return ctx.write(work)
+    except EntryFailed as failed:
+        raise _entry_error(failed) from None
+
+
+def _run_transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispatch) -> list[FhirResponse]:
+    unit = ctx.unit
+    assert unit is not None
+    ids = _resolve_targets(ctx, unit, entries)
+    resolver = ReferenceResolver(unit, ids)
+    for entry in entries:
+        _guarded(entry, lambda e=entry: resolver.rewrite(e.resource))
+    responses: list[FhirResponse | None] = [None] * len(entries)
+    for entry in sorted(entries, key=lambda e: ORDER[e.method]):
+        responses[entry.index] = _guarded(entry, lambda e=entry: _run_entry(ctx, req, e, dispatch))
+    return [r for r in responses if r is not None]
+
+
+def _guarded(entry: Entry, step: Callable[[], Any]) -> Any:
+    try:
+        return step()
+    except FhirError as error:
+        raise EntryFailed(entry, error) from error
+
+
+def _entry_error(failed: EntryFailed) -> FhirError:
+    entry, error = failed.entry, failed.error
+    prefix = f"{entry.label()} ({entry.method} {entry.url}): "
+    issues = [Issue(i.code, prefix + i.diagnostics, i.severity, [entry.label(), *i.expression]) for i in error.issues]
+    wrapped = FhirError(error.diagnostics, issues=issues)
+    wrapped.status = error.status
+    return wrapped
+
+
+def _check_unique_targets(entries: list[Entry]) -> None:
+    seen: dict[str, int] = {}
+    for e in entries:
+        if e.method in {"PUT", "DELETE", "PATCH"} and "?" not in e.url:
+            if e.path in seen:
+                raise BadRequest(
+                    f"{e.label()} and Bundle.entry[{seen[e.path]}] both change {e.path}", expression=e.label()
+                )
+            seen[e.path] = e.index
+
+
+def _resolve_targets(ctx: Context, unit: WriteUnit, entries: list[Entry]) -> dict[str, str]:
+    """Give each entry the ``Type/id`` it will write, mapping fullUrls to them before any write."""
+    ids: dict[str, str] = {}
+    for entry in entries:
+        target = _guarded(entry, lambda e=entry: _target(unit, e))
+        if target is None:
+            continue
+        entry.target = target
+        if entry.full_url:
+            ids[entry.full_url] = target
+    return ids
+
+
+def _target(unit: WriteUnit, entry: Entry) -> str | None:
+    rtype = entry.resource_type
+    if entry.method == "POST":
+        if isinstance(entry.resource, dict) and entry.resource.get("resourceType") != rtype:
+            raise BadRequest(f"the resource is a {entry.resource.get('resourceType')}, not a {rtype}",
+                             expression="resourceType")
+        condition = entry.headers.get("if-none-exist")
+        if condition:
+            matches = unit.conditional_matches(_criteria(rtype, condition.split("?", 1)[-1]))
+            if len(matches) > 1:
+                raise PreconditionFailed(f"ifNoneExist '{condition}' matches more than one resource")
+            if matches:
+                entry.matched = True
+                return matches[0].reference
+        return f"{rtype}/{new_id()}"
+    if entry.method == "PUT" and "?" in entry.url:
+        matches = unit.conditional_matches(_criteria(rtype, entry.url.split("?", 1)[1]))
+        if len(matches) > 1:
+            raise PreconditionFailed(f"conditional update '{entry.url}' matches more than one resource",
+                                     code="multiple-matches")
+        body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
+        return matches[0].reference if matches else f"{rtype}/{body_id or new_id()}"
+    if entry.method == "PUT":
+        return entry.path
+    return None
+
+
+def _criteria(resource_type: str, query: str) -> Any:
+    return parse_search(resource_type, parse_qsl(query, keep_blank_values=True))
+
+
+def _run_entry(ctx: Context, req: FhirRequest, entry: Entry, dispatch: Dispatch) -> FhirResponse:
+    if entry.matched:
+        return _matched_response(ctx, entry)
+    sub = entry_request(req, entry)
+    if entry.method == "POST" and entry.target:
+        sub.assigned_id = entry.target.split("/", 1)[1]
+        sub.headers = {k: v for k, v in sub.headers.items() if k != "if-none-exist"}
+    if entry.method == "PUT" and entry.target and "?" in entry.url:
+        sub.path, sub.query = entry.target, []
+        sub.body = {**entry.resource, "id": entry.target.split("/", 1)[1]}
+    return dispatch(ctx, sub)
+
+
+def _matched_response(ctx: Context, entry: Entry) -> FhirResponse:
+    assert ctx.unit is not None and entry.target is not None
+    rtype, id = entry.target.split("/", 1)
+    stored = ctx.unit.read(rtype, id)
+    location = f"{ctx.base_url}/{stored.reference}/_history/{stored.version}"
+    return FhirResponse(200, content=stored.content, headers={"Location": location}, version=stored)
+
+
+def entry_request(req: FhirRequest, entry: Entry) -> FhirRequest:
+    """A Bundle entry as a FhirRequest (inheriting the outer request's Prefer header)."""
+    headers = dict(entry.headers)
+    headers["prefer"] = req.header("prefer") or "return=minimal"
+    body, content_type = entry.resource, "json"
+    if entry.method == "PATCH":
+        body, content_type = _patch_body(entry)
+    return FhirRequest(entry.method, entry.path, entry.query, headers, body, content_type)
+
+
+def _patch_body(entry: Entry) -> tuple[Any, str]:
+    """A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary holding a JSON Patch."""
+    resource = entry.resource if isinstance(entry.resource, dict) else {}
+    if resource.get("resourceType") != "Binary":
+        return resource, "json"
+    try:
+        return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True)), "json-patch"
+    except (binascii.Error, orjson.JSONDecodeError) as exc:
+        raise BadRequest("the Binary's data is not a base64 JSON Patch", expression="Binary.data") from exc
+
+
+def batch(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispatch) -> list[FhirResponse]:
+    """Each entry on its own: its failure is its own response, not the Bundle's."""
+    responses: list[FhirResponse] = []
+    for entry in entries:
+        try:
+            sub = entry_request(req, entry)
+            if isinstance(sub.body, dict) and entry.method in {"POST", "PUT"}:
+                ctx.read(lambda u, body=sub.body: ReferenceResolver(u, {}).rewrite(body))
+            responses.append(dispatch(ctx, sub))
+        except FhirError as error:
+            responses.append(FhirResponse(error.status, error.outcome()))
+    return responses
+
+
+class ReferenceResolver:
+    """Rewrites ``urn:uuid:``/fullUrl references and resolves conditional references to ``Type/id``."""
+
+    def __init__(self, unit: ReadUnit, ids: dict[str, str]) -> None:
+        self.unit = unit
+        self.ids = ids
+        self.cache: dict[str, str] = {}
+
+    def rewrite(self, node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str):
+                node["reference"] = self.resolve(ref)
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    self.rewrite(value)
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(item, dict | list):
+                    self.rewrite(item)
+
+    def resolve(self, ref: str) -> str:
+        if ref in self.ids:
+            return self.ids[ref]
+        if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+            raise NotFound(f"reference '{ref}' names no fullUrl in this Bundle", code="not-found")
+        if "?" in ref and "/" not in ref.split("?", 1)[0]:
+            if ref not in self.cache:
+                self.cache[ref] = self._conditional(ref)
+            return self.cache[ref]
+        return ref
+
+    def _conditional(self, ref: str) -> str:
+        rtype, query = ref.split("?", 1)
+        matches = self.unit.search(_criteria(rtype, query).with_count(2)).matches
+        if len(matches) != 1:
+            found = "no resource" if not matches else "more than one resource"
+            raise PreconditionFailed(f"conditional reference '{ref}' matches {found}", code="not-found")
+        return matches[0].reference
+
+
+def response_bundle(kind: str, responses: list[FhirResponse]) -> dict[str, Any]:
+    """A batch-response or transaction-response Bundle, one entry per request entry, in order."""
+    return {
+        "resourceType": "Bundle",
+        "meta": {"lastUpdated": instant(utc_now())},
+        "type": kind,
+        "entry": [_response_entry(r) for r in responses],
+    }
+
+
+def _response_entry(resp: FhirResponse) -> dict[str, Any]:
+    response: dict[str, Any] = {"status": f"{resp.status} {HTTPStatus(resp.status).phrase}"}
+    if "Location" in resp.headers:
+        response["location"] = resp.headers["Location"]
+    if resp.version is not None:
+        response["etag"] = resp.version.etag
+        response["lastModified"] = instant(resp.version.last_updated)
+    body = resp.resource if resp.resource is not None else (orjson.loads(resp.content) if resp.content else None)
+    entry: dict[str, Any] = {}
+    if body is not None and body.get("resourceType") == "OperationOutcome":
+        response["outcome"] = body
+    elif body is not None:
+        entry["resource"] = body
+    entry["response"] = response
+    return entry

@@ -1,0 +1,88 @@
+"""``GET /metadata``: the CapabilityStatement, generated from the registry and the route table.
+
+It lists exactly what works: every R4 resource type with the interactions the router serves and the
+search parameters the search engine can evaluate. https://hl7.org/fhir/R4/capabilitystatement.html
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+
+from fhir_server import __version__
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.search.query import MODIFIERS, SPECIAL_TYPES
+from resources.registry import resource_types, search_params
+
+INTERACTIONS = [
+    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
+]
+SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"]
+OPERATIONS = [
+    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+]
+SPECIAL_DOCS = {"_id": "Logical id of the resource", "_lastUpdated": "When the resource version last changed"}
+
+
+def metadata(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """The CapabilityStatement (cached bytes; it only depends on the base URL)."""
+    return FhirResponse(200, content=_statement_bytes(ctx.base_url), subsettable=True)
+
+
+@cache
+def _statement_bytes(base_url: str) -> bytes:
+    return orjson.dumps(capability_statement(base_url))
+
+
+def capability_statement(base_url: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-21",
+        "publisher": "fhir-server project",
+        "kind": "instance",
+        "software": {"name": "fhir-server", "version": __version__},
+        "implementation": {"description": "FHIR R4 server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [_resource(t) for t in resource_types()],
+                "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+                "searchParam": _search_params("Resource"),
+                "operation": OPERATIONS,
+            }
+        ],
+    }
+
+
+def _resource(resource_type: str) -> dict[str, Any]:
+    return {
+        "type": resource_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        "interaction": [{"code": c} for c in INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "multiple",
+        "searchParam": _search_params(resource_type),
+        "operation": OPERATIONS,
+    }
+
+
+def _search_params(resource_type: str) -> list[dict[str, Any]]:
+    """The parameters the search engine evaluates for this type (types it has no clause for are left out)."""
+    found = [
+        {"name": name, "type": kind, "documentation": SPECIAL_DOCS[name]} for name, kind in SPECIAL_TYPES.items()
+    ]
+    for code, param in sorted(search_params(resource_type).items()):
+        if param.type in MODIFIERS and code not in SPECIAL_TYPES:
+            found.append({"name": code, "definition": param.url, "type": param.type})
+    return found

@@ -1,0 +1,171 @@
+"""Search and history interactions, answered with searchset and history Bundles.
+
+Search: https://hl7.org/fhir/R4/http.html#search; history: https://hl7.org/fhir/R4/http.html#history.
+Paging links carry a keyset cursor (``_page``), so they stay correct while others write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fhir_server.api.headers import http_date
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.errors import BadRequest
+from fhir_server.search.params.date import date_range
+from fhir_server.search.query import SearchQuery, parse_search
+from fhir_server.storage.history import HistoryQuery
+from fhir_server.storage.model import Stored, instant, utc_now
+
+_FORMAT_PARAMS = ("_format", "_pretty", "_summary", "_elements")
+
+
+def search(ctx: Context, req: FhirRequest, resource_type: str | None = None) -> FhirResponse:
+    """GET [type]?..., POST [type]/_search, GET [base]?... ."""
+    settings = ctx.settings
+    query = parse_search(
+        resource_type,
+        req.query,
+        lenient=req.lenient,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+    if query.count == 0 or req.param("_summary") == "count":
+        total = ctx.read(lambda u: u.count(query))
+        return FhirResponse(200, _bundle("searchset", [], total=total, links=_search_links(ctx, req, query, None)))
+    page = ctx.read(lambda u: u.search(query))
+    entries = [_match_entry(ctx, s) for s in page.matches]
+    if query.warnings:
+        entries.append({"resource": _warnings(query), "search": {"mode": "outcome"}})
+    total = None
+    if query.after_pk is None and page.next_cursor is None:
+        total = len(page.matches)
+    elif req.param("_total") == "accurate":
+        total = ctx.read(lambda u: u.count(query))
+    links = _search_links(ctx, req, query, page.next_cursor)
+    return FhirResponse(200, _bundle("searchset", entries, total=total, links=links))
+
+
+def _match_entry(ctx: Context, stored: Stored) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{ctx.base_url}/{stored.reference}",
+        "resource": stored.resource(),
+        "search": {"mode": "match"},
+    }
+
+
+def _warnings(query: SearchQuery) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in query.warnings]}
+
+
+def _search_links(
+    ctx: Context, req: FhirRequest, query: SearchQuery, cursor: str | None
+) -> list[dict[str, str]]:
+    """``self`` shows the parameters actually applied; ``next`` continues after the cursor."""
+    path = f"{ctx.base_url}/{query.resource_type}" if query.resource_type else ctx.base_url
+    applied = [c.query_part() for c in query.clauses]
+    applied += [(k, v) for k, v in req.query if k in _FORMAT_PARAMS]
+    if query.count is not None:
+        applied.append(("_count", str(query.count)))
+    page = [("_page", str(query.after_pk))] if query.after_pk is not None else []
+    links = [{"relation": "self", "url": _url(path, applied + page)}]
+    if cursor is not None:
+        links.append({"relation": "next", "url": _url(path, [*applied, ("_page", cursor)])})
+    return links
+
+
+def _url(path: str, params: list[tuple[str, str]]) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def _bundle(
+    kind: str, entries: list[dict[str, Any]], *, total: int | None = None, links: list[dict[str, str]]
+) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "meta": {"lastUpdated": instant(utc_now())},
+        "type": kind,
+    }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    bundle["entry"] = entries
+    return bundle
+
+
+def history(ctx: Context, req: FhirRequest, resource_type: str | None = None, id: str | None = None) -> FhirResponse:
+    """GET [base]/_history, [type]/_history, [type]/[id]/_history with _since, _at, _count, _page."""
+    query = _history_query(ctx, req, resource_type, id)
+    if id is not None and resource_type is not None:
+        ctx.read(lambda u: u.current(resource_type, id)) or _unknown(resource_type, id)
+    versions, following = ctx.read(lambda u: u.history(query))
+    entries = [_history_entry(ctx, s) for s in versions]
+    path = "/".join(p for p in (ctx.base_url, resource_type, id, "_history") if p)
+    params = [(k, v) for k, v in req.query if k != "_page"]
+    links = [{"relation": "self", "url": _url(path, req.query)}]
+    if following is not None and following.after_key is not None:
+        links.append({"relation": "next", "url": _url(path, [*params, ("_page", _encode_key(following))])})
+    return FhirResponse(200, _bundle("history", entries, links=links))
+
+
+def _unknown(resource_type: str, id: str) -> None:
+    from fhir_server.errors import NotFound
+
+    raise NotFound(f"{resource_type}/{id} is not known")
+
+
+def _history_entry(ctx: Context, stored: Stored) -> dict[str, Any]:
+    url = f"{ctx.base_url}/{stored.reference}"
+    entry: dict[str, Any] = {"fullUrl": url}
+    if not stored.deleted:
+        entry["resource"] = stored.resource()
+    method = stored.method or "PUT"
+    status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "200 OK")
+    entry["request"] = {"method": "PUT" if method == "PATCH" else method,
+                        "url": stored.resource_type if method == "POST" else stored.reference}
+    entry["response"] = {"status": status, "etag": stored.etag, "lastModified": instant(stored.last_updated)}
+    return entry
+
+
+def _history_query(ctx: Context, req: FhirRequest, resource_type: str | None, id: str | None) -> HistoryQuery:
+    since = req.param("_since")
+    at = req.param("_at")
+    count = req.param("_count")
+    if count is not None and not count.isdigit():
+        raise BadRequest(f"_count must be a non-negative integer, not '{count}'", expression="_count")
+    return HistoryQuery(
+        resource_type=resource_type,
+        id=id,
+        since=_date_param(since, "_since")[0] if since else None,
+        at=_date_param(at, "_at") if at else None,
+        count=min(int(count) if count else ctx.settings.default_page_size, ctx.settings.max_page_size),
+        after_key=_decode_key(req.param("_page")),
+    )
+
+
+def _date_param(value: str, name: str):  # type: ignore[no-untyped-def]
+    found = date_range(value)
+    if found is None:
+        raise BadRequest(f"parameter {name} must be a FHIR date or instant, not '{value}'", expression=name)
+    return found
+
+
+def _encode_key(query: HistoryQuery) -> str:
+    assert query.after_key is not None
+    moment, rtype, rid, version = query.after_key
+    return f"{moment.isoformat()}|{rtype}|{rid}|{version}"
+
+
+def _decode_key(value: str | None) -> Any:
+    if not value:
+        return None
+    from datetime import datetime
+
+    try:
+        moment, rtype, rid, version = value.split("|")
+        return (datetime.fromisoformat(moment), rtype, rid, int(version))
+    except ValueError as exc:
+        raise BadRequest(f"_page '{value}' is not a cursor this server issued", expression="_page") from exc
+
+
+__all__ = ["history", "http_date", "search"]

@@ -1,0 +1,95 @@
+"""The route table: one readable list of (method, path pattern, handler) for every FHIR interaction.
+
+Paths are relative to the base (``/fhir``). HTTP requests and Bundle entries are both dispatched here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fhir_server.api import bundles, capability, interactions, listing, validate
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
+from resources.registry import resource_types
+
+Handler = Callable[..., FhirResponse]
+
+TYPE = r"(?P<resource_type>[A-Z][A-Za-z]+)"
+ID = r"(?P<id>[A-Za-z0-9\-\.]{1,64})"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def route(method: str, path: str, handler: Handler) -> Route:
+    return Route(method, re.compile(f"^{path}$"), handler)
+
+
+ROUTES: list[Route] = [
+    route("GET", r"metadata", capability.metadata),
+    route("POST", r"", bundles.process),
+    route("GET", r"", listing.search),
+    route("GET", r"_history", listing.history),
+    route("GET", TYPE, listing.search),
+    route("POST", rf"{TYPE}/_search", listing.search),
+    route("POST", TYPE, interactions.create),
+    route("PUT", TYPE, interactions.conditional_update),
+    route("PATCH", TYPE, interactions.conditional_patch),
+    route("DELETE", TYPE, interactions.conditional_delete),
+    route("GET", rf"{TYPE}/_history", listing.history),
+    route("POST", rf"{TYPE}/\$validate", validate.validate),
+    route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate),
+    route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate),
+    route("GET", rf"{TYPE}/{ID}", interactions.read),
+    route("PUT", rf"{TYPE}/{ID}", interactions.update),
+    route("PATCH", rf"{TYPE}/{ID}", interactions.patch),
+    route("DELETE", rf"{TYPE}/{ID}", interactions.delete),
+    route("GET", rf"{TYPE}/{ID}/_history", listing.history),
+    route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread),
+]
+
+_KNOWN_TYPES: frozenset[str] = frozenset()
+
+
+def known_types() -> frozenset[str]:
+    global _KNOWN_TYPES
+    if not _KNOWN_TYPES:
+        _KNOWN_TYPES = frozenset(resource_types())
+    return _KNOWN_TYPES
+
+
+def dispatch(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """Find the route for ``req`` and run its handler; 404/405 with an OperationOutcome otherwise."""
+    path = req.path.strip("/")
+    allowed = False
+    for candidate in ROUTES:
+        match = candidate.pattern.match(path)
+        if match is None:
+            continue
+        allowed = True
+        if candidate.method != req.method:
+            continue
+        args = match.groupdict()
+        _check_type(args.get("resource_type"))
+        return candidate.handler(ctx, req, **args)
+    if allowed:
+        raise MethodNotAllowed(f"{req.method} is not allowed on '{path or '/'}'")
+    first = path.split("/", 1)[0]
+    _check_type(first if first[:1].isupper() else None)
+    raise NotFound(f"no FHIR interaction matches '{path}'")
+
+
+def _check_type(resource_type: str | None) -> None:
+    if resource_type is None:
+        return
+    if resource_type not in known_types():
+        raise NotFound(f"'{resource_type}' is not a FHIR R4 resource type", code="not-supported")
+
+
+__all__ = ["ROUTES", "BadRequest", "dispatch"]

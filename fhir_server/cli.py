@@ -1,0 +1,103 @@
+"""``fhir-server``: one command line with subcommands (serve, migrate, import).
+
+Settings come from ``FHIR_*`` environment variables; flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fhir_server.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 interoperability server")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (env FHIR_DATABASE_URL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env FHIR_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (env FHIR_WORKERS, default 1)")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations (Alembic)")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(run=_migrate)
+
+    load = commands.add_parser("import", help="import Bundles and NDJSON files or folders")
+    load.add_argument("paths", nargs="+", type=Path)
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    load.set_defaults(run=_import)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env().with_overrides(database_url=args.database_url)
+    return int(args.run(settings, args) or 0)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+
+    settings = settings.with_overrides(host=args.host, port=args.port, workers=args.workers)
+    if "FHIR_BASE_URL" not in os.environ:
+        settings = settings.with_overrides(base_url=f"http://{settings.host}:{settings.port}/fhir")
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    os.environ.update(
+        FHIR_DATABASE_URL=settings.database_url,
+        FHIR_BASE_URL=settings.base_url,
+        FHIR_AUTO_MIGRATE="false",
+    )
+    uvicorn.run(
+        "fhir_server.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine, args.revision)
+    engine.dispose()
+    print(f"database at {engine.url.render_as_string(hide_password=True)} is at revision {args.revision}")
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from fhir_server.api.request import Context
+    from fhir_server.importer import import_paths
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+    from fhir_server.storage.repository import Repository
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
+    report = import_paths(ctx, args.paths, progress=not args.quiet)
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    print(f"imported {report.written} resources; {len(report.errors)} errors")
+    engine.dispose()
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

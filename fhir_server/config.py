@@ -1,0 +1,59 @@
+"""Settings: one object read from ``FHIR_*`` environment variables, overridable by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration. ``base_url`` is the public base used in Location headers and links."""
+
+    database_url: str = "sqlite:///./fhir.db"
+    base_url: str = "http://127.0.0.1:8080/fhir"
+    redis_url: str | None = None
+    partition: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 64 * 1024 * 1024
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    auto_migrate: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        host = os.environ.get("FHIR_HOST", cls.host)
+        port = _env_int("FHIR_PORT", cls.port)
+        return cls(
+            database_url=os.environ.get("FHIR_DATABASE_URL", cls.database_url),
+            base_url=os.environ.get("FHIR_BASE_URL", f"http://{host}:{port}/fhir"),
+            redis_url=os.environ.get("FHIR_REDIS_URL") or None,
+            partition=os.environ.get("FHIR_PARTITION", cls.partition),
+            host=host,
+            port=port,
+            workers=_env_int("FHIR_WORKERS", cls.workers),
+            max_body_bytes=_env_int("FHIR_MAX_BODY_BYTES", cls.max_body_bytes),
+            default_page_size=_env_int("FHIR_DEFAULT_PAGE_SIZE", cls.default_page_size),
+            max_page_size=_env_int("FHIR_MAX_PAGE_SIZE", cls.max_page_size),
+            auto_migrate=_env_bool("FHIR_AUTO_MIGRATE", cls.auto_migrate),
+        )
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given (non-None) fields replaced; used by CLI flags."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,72 @@
+"""Database engines for the two supported backends: SQLite (embedded default) and PostgreSQL.
+
+SQLite runs in WAL mode; write transactions start with ``BEGIN IMMEDIATE`` so that a
+read-then-write (conditional create, If-Match) is serialised against other writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+WRITE = "fhir_write"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``, configured for the backend."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, **kwargs)
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    if ":memory:" in url or url.rstrip("/") == "sqlite:":
+        raise ValueError("an in-memory SQLite database cannot be shared between connections; use a file")
+    kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 60})
+    kwargs.setdefault("pool_size", 16)
+    kwargs.setdefault("max_overflow", 16)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "busy_timeout=60000",
+            "cache_size=-65536",
+            "temp_store=MEMORY",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN"
+        conn.exec_driver_sql(mode)
+
+    return engine
+
+
+def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+def lock_key(conn: Connection, key: str) -> None:
+    """Serialise writers on ``key`` until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: write transactions are already
+    serialised by ``BEGIN IMMEDIATE``, so nothing more is needed.
+    """
+    if is_sqlite(conn):
+        return
+    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+

@@ -1,0 +1,413 @@
+"""The Repository: the one seam between the FHIR layer and the database.
+
+Every write (REST, transaction/batch Bundle, HL7 v2, import) goes through a ``WriteUnit``: one database
+transaction in which each resource write puts the resource row, a history row and its index rows.
+Nothing above this module writes SQL. Interactions follow https://hl7.org/fhir/R4/http.html.
+
+Concurrency: a conditional create/update/delete takes a lock named after its query (PostgreSQL advisory
+lock; SQLite serialises writers with BEGIN IMMEDIATE), so two identical conditional creates can never
+both create. Updates lock the resource row; version ids are strictly sequential.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from fhir_server.errors import BadRequest, Gone, NotFound, PreconditionFailed
+from fhir_server.search.extract import IndexRows, extract_index
+from fhir_server.search.query import SearchQuery
+from fhir_server.search.sql import search_statement
+from fhir_server.storage.engine import WRITE, is_sqlite, lock_key
+from fhir_server.storage.history import HistoryQuery, history_statement
+from fhir_server.storage.model import Stored, WriteResult, instant, utc_now
+from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    resource.c.pk,
+    resource.c.resource_type,
+    resource.c.id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.deleted,
+    resource.c.content,
+)
+
+
+def new_id() -> str:
+    """A server-assigned logical id."""
+    return str(uuid.uuid4())
+
+
+def _stored(row: Any, method: str = "") -> Stored:
+    return Stored(
+        resource_type=row.resource_type,
+        id=row.id,
+        version=row.version,
+        last_updated=row.last_updated,
+        deleted=bool(row.deleted),
+        content=bytes(row.content),
+        method=method or getattr(row, "method", ""),
+    )
+
+
+@dataclass
+class SearchPage:
+    """One page of search results; ``next_cursor`` is set when more matches follow."""
+
+    matches: list[Stored]
+    next_cursor: str | None = None
+
+
+@dataclass
+class _Pending:
+    """A brand-new resource waiting for the batched insert at flush time."""
+
+    stored: Stored
+    index: IndexRows
+
+
+@dataclass
+class ReadUnit:
+    """Reads inside one database transaction (a consistent snapshot on PostgreSQL)."""
+
+    conn: Connection
+    partition: str
+    base_url: str | None = None
+
+    def current(self, resource_type: str, id: str, *, for_update: bool = False) -> tuple[int, Stored] | None:
+        """The current row (pk, version) of a resource, deleted or not; None if it never existed."""
+        stmt = select(*_COLUMNS).where(
+            resource.c.partition == self.partition,
+            resource.c.resource_type == resource_type,
+            resource.c.id == id,
+        )
+        if for_update and not is_sqlite(self.conn):
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return (row.pk, _stored(row)) if row else None
+
+    def read(self, resource_type: str, id: str) -> Stored:
+        """https://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
+        found = self.current(resource_type, id)
+        if found is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        stored = found[1]
+        if stored.deleted:
+            raise Gone(f"{resource_type}/{id} was deleted (version {stored.version})")
+        return stored
+
+    def vread(self, resource_type: str, id: str, version: int) -> Stored:
+        """https://hl7.org/fhir/R4/http.html#vread: a specific version; 410 for a deletion version."""
+        row = self.conn.execute(
+            select(resource_history).where(
+                resource_history.c.partition == self.partition,
+                resource_history.c.resource_type == resource_type,
+                resource_history.c.id == id,
+                resource_history.c.version == version,
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{id} has no version {version}")
+        stored = _stored(row)
+        if stored.deleted:
+            raise Gone(f"version {version} of {resource_type}/{id} is a deletion")
+        return stored
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Run a search; one SQL statement over the index tables, keyset-paged on the resource pk."""
+        stmt = search_statement(query, self.partition, _COLUMNS)
+        rows = self.conn.execute(stmt).all()
+        limit = query.count
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        cursor = str(rows[-1].pk) if more and rows else None
+        return SearchPage([_stored(r) for r in rows], cursor)
+
+    def count(self, query: SearchQuery) -> int:
+        """The number of resources matching ``query`` (ignoring paging)."""
+        return int(self.conn.execute(search_statement(query, self.partition, _COLUMNS, count=True)).scalar_one())
+
+    def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
+        """A page of versions, newest first, and the query for the next page (None when done)."""
+        rows = self.conn.execute(history_statement(query, self.partition)).all()
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        page = [_stored(r) for r in rows]
+        return page, (query.after(page[-1]) if more and page else None)
+
+
+@dataclass
+class WriteUnit(ReadUnit):
+    """Reads and writes inside one database transaction; brand-new resources are inserted in bulk."""
+
+    now: datetime = field(default_factory=utc_now)
+    _pending: list[_Pending] = field(default_factory=list)
+
+    # -- reads see pending writes -------------------------------------------------------------
+    def current(self, resource_type: str, id: str, *, for_update: bool = False) -> tuple[int, Stored] | None:
+        self.flush()
+        return super().current(resource_type, id, for_update=for_update)
+
+    def vread(self, resource_type: str, id: str, version: int) -> Stored:
+        self.flush()
+        return super().vread(resource_type, id, version)
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        self.flush()
+        return super().search(query)
+
+    def count(self, query: SearchQuery) -> int:
+        self.flush()
+        return super().count(query)
+
+    def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
+        self.flush()
+        return super().history(query)
+
+    # -- interactions ---------------------------------------------------------------------------
+    def create(self, body: dict[str, Any], id: str | None = None) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#create: a new resource with a server-assigned id.
+
+        ``id`` lets a transaction pre-assign the id it already used to rewrite ``urn:uuid:`` references.
+        """
+        stored = self._version(body, id or new_id(), 1)
+        self._pending.append(_Pending(stored, self._index(body)))
+        return WriteResult(stored, created=True)
+
+    def update(
+        self, body: dict[str, Any], id: str, *, if_match: int | None = None, method: str = "PUT"
+    ) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#update, including create-on-update with a client id."""
+        resource_type = body["resourceType"]
+        found = self.current(resource_type, id, for_update=True)
+        if found is None:
+            if if_match is not None:
+                raise PreconditionFailed(f"{resource_type}/{id} does not exist, so If-Match cannot match")
+            return self.create(body, id)
+        pk, old = found
+        if if_match is not None and (old.deleted or if_match != old.version):
+            raise PreconditionFailed(
+                f"If-Match version {if_match} does not match the current version {old.version} of "
+                f"{resource_type}/{id}"
+            )
+        stored = self._version(body, id, old.version + 1)
+        self._replace(pk, old, stored, self._index(body), method)
+        return WriteResult(stored, created=old.deleted)
+
+    def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> WriteResult | None:
+        """https://hl7.org/fhir/R4/http.html#delete: a versioned tombstone; None if already deleted."""
+        found = self.current(resource_type, id, for_update=True)
+        if found is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if found[1].deleted:
+            if if_match is not None:
+                raise PreconditionFailed(f"{resource_type}/{id} is deleted, so If-Match cannot match")
+            return None
+        pk, old = found
+        if if_match is not None and if_match != old.version:
+            raise PreconditionFailed(
+                f"If-Match version {if_match} does not match the current version {old.version} of "
+                f"{resource_type}/{id}"
+            )
+        tombstone = Stored(resource_type, id, old.version + 1, self.now, True, b"", "DELETE")
+        self._replace(pk, old, tombstone, IndexRows(), "DELETE")
+        return WriteResult(tombstone)
+
+    def conditional_matches(self, query: SearchQuery, *, limit: int = 2) -> list[Stored]:
+        """The resources a conditional interaction's criteria select, locked against identical writers."""
+        lock_key(self.conn, f"conditional:{self.partition}:{query.resource_type}?{query.canonical()}")
+        return self.search(query.with_count(limit)).matches
+
+    def conditional_create(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#ccreate: create unless ``If-None-Exist`` matches one."""
+        matches = self.conditional_matches(query)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist criteria '{query.canonical()}' match more than one resource", code="duplicate"
+            )
+        if matches:
+            return WriteResult(matches[0], created=False, changed=False)
+        return self.create(body)
+
+    def conditional_update(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#cond-update"""
+        matches = self.conditional_matches(query)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"conditional update criteria '{query.canonical()}' match more than one resource",
+                code="multiple-matches",
+            )
+        if matches:
+            target = matches[0].id
+            if body.get("id") not in (None, target):
+                raise BadRequest(
+                    f"the body's id '{body['id']}' differs from the id '{target}' the criteria matched",
+                    expression="id",
+                )
+            return self.update(body, target)
+        return self.create(body, body.get("id") or None)
+
+    def conditional_delete(self, query: SearchQuery, *, multiple: bool, limit: int) -> list[WriteResult]:
+        """https://hl7.org/fhir/R4/http.html#cdelete: one match, or all of them when ``multiple``."""
+        matches = self.conditional_matches(query, limit=limit + 1 if multiple else 2)
+        if len(matches) > 1 and not multiple:
+            raise PreconditionFailed(
+                f"conditional delete criteria '{query.canonical()}' match more than one resource",
+                code="multiple-matches",
+            )
+        if len(matches) > limit:
+            raise PreconditionFailed(f"conditional delete would remove more than {limit} resources")
+        results = [self.delete(m.resource_type, m.id) for m in matches]
+        return [r for r in results if r is not None]
+
+    # -- the write path -------------------------------------------------------------------------
+    def _version(self, body: dict[str, Any], id: str, version: int) -> Stored:
+        """Stamp id and meta on the client's dict and serialise it once; these are the bytes served."""
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(self.now)
+        body["id"] = id
+        body["meta"] = meta
+        content = orjson.dumps(body)
+        return Stored(body["resourceType"], id, version, self.now, False, content)
+
+    def _index(self, body: dict[str, Any]) -> IndexRows:
+        return extract_index(body, self.base_url)
+
+    def _replace(self, pk: int, old: Stored, new: Stored, index: IndexRows, method: str) -> None:
+        """Write a new version over an existing row: resource row, history row, changed index tables."""
+        self.conn.execute(
+            update(resource)
+            .where(resource.c.pk == pk)
+            .values(
+                version=new.version, last_updated=new.last_updated, deleted=new.deleted, content=new.content
+            )
+        )
+        self.conn.execute(insert(resource_history), [self._history_row(new, method)])
+        previous = IndexRows() if old.deleted else self._index(old.resource())
+        for kind, table in INDEX_TABLES.items():
+            before, after = previous.rows(kind), index.rows(kind)
+            if set(before) == set(after):
+                continue
+            self.conn.execute(delete(table).where(table.c.resource_pk == pk))
+            self._insert_index(kind, pk, new.resource_type, after)
+
+    def _history_row(self, stored: Stored, method: str) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "resource_type": stored.resource_type,
+            "id": stored.id,
+            "version": stored.version,
+            "last_updated": stored.last_updated,
+            "deleted": stored.deleted,
+            "method": method,
+            "content": stored.content,
+        }
+
+    def _insert_index(self, kind: str, pk: int, resource_type: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        table = INDEX_TABLES[kind]
+        names = [c.name for c in table.columns][3:]
+        prefix = {"resource_pk": pk, "partition": self.partition, "resource_type": resource_type}
+        self.conn.execute(insert(table), [{**prefix, **dict(zip(names, row, strict=True))} for row in rows])
+
+    def flush(self) -> None:
+        """Insert every pending new resource: one multi-row statement per table."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        rows = [
+            {
+                "partition": self.partition,
+                "resource_type": p.stored.resource_type,
+                "id": p.stored.id,
+                "version": p.stored.version,
+                "last_updated": p.stored.last_updated,
+                "deleted": False,
+                "content": p.stored.content,
+            }
+            for p in pending
+        ]
+        pks = self.conn.execute(
+            insert(resource).returning(resource.c.pk, sort_by_parameter_order=True), rows
+        ).scalars().all()
+        self.conn.execute(insert(resource_history), [self._history_row(p.stored, "POST") for p in pending])
+        self._insert_pending_index(pending, list(pks))
+
+    def _insert_pending_index(self, pending: list[_Pending], pks: list[int]) -> None:
+        for kind, table in INDEX_TABLES.items():
+            names = [c.name for c in table.columns][3:]
+            batch = [
+                {
+                    "resource_pk": pk,
+                    "partition": self.partition,
+                    "resource_type": p.stored.resource_type,
+                    **dict(zip(names, row, strict=True)),
+                }
+                for p, pk in zip(pending, pks, strict=True)
+                for row in p.index.rows(kind)
+            ]
+            if batch:
+                self.conn.execute(insert(table), batch)
+
+
+_RETRYABLE = (IntegrityError, OperationalError)
+
+
+class Repository:
+    """Opens read and write units on one engine, for one partition (tenant)."""
+
+    def __init__(self, engine: Engine, partition: str = "default", base_url: str | None = None) -> None:
+        self.engine = engine
+        self.partition = partition
+        self.base_url = base_url.rstrip("/") + "/" if base_url else None
+
+    @contextmanager
+    def reading(self) -> Iterator[ReadUnit]:
+        with self.engine.connect() as conn, conn.begin():
+            yield ReadUnit(conn, self.partition, self.base_url)
+
+    @contextmanager
+    def writing(self) -> Iterator[WriteUnit]:
+        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            unit = WriteUnit(conn, self.partition, self.base_url)
+            yield unit
+            unit.flush()
+
+    def write(self, work: Callable[[WriteUnit], T], attempts: int = 4) -> T:
+        """Run ``work`` in one write transaction, retrying it when a concurrent writer collided."""
+        for attempt in range(attempts):
+            try:
+                with self.writing() as unit:
+                    return work(unit)
+            except _RETRYABLE as exc:
+                if attempt == attempts - 1 or not _is_collision(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def read(self, work: Callable[[ReadUnit], T]) -> T:
+        with self.reading() as unit:
+            return work(unit)
+
+
+def _is_collision(exc: DBAPIError) -> bool:
+    """A unique-key race or a serialisation/deadlock failure: safe to run the whole unit again."""
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in {"40001", "40P01"} or "database is locked" in str(exc.orig)
+
+
+__all__ = ["ReadUnit", "Repository", "SearchPage", "WriteUnit"]
