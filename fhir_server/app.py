@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,17 +26,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auto_migrate:
         upgrade(engine)
     ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
-    app = FastAPI(title="FHIR R4 server", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="FHIR R4 server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.context = ctx
 
     @app.api_route(BASE_PATH, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     @app.api_route(BASE_PATH + "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def fhir(request: Request, path: str = "") -> Response:
         return await handle(request, ctx, path)
-
-    @app.on_event("shutdown")
-    def _dispose() -> None:
-        engine.dispose()
 
     return app
 

@@ -25,8 +25,12 @@ from fhir_server.storage.model import instant, utc_now
 from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_HEADERS = {"ifMatch": "if-match", "ifNoneMatch": "if-none-match", "ifNoneExist": "if-none-exist",
-            "ifModifiedSince": "if-modified-since"}
+_HEADERS = {
+    "ifMatch": "if-match",
+    "ifNoneMatch": "if-none-match",
+    "ifNoneExist": "if-none-exist",
+    "ifModifiedSince": "if-modified-since",
+}
 
 Dispatch = Callable[[Context, FhirRequest], FhirResponse]
 
@@ -101,13 +105,15 @@ def _entry(index: int, raw: Any, base_url: str) -> Entry:
         raise BadRequest(f"{where} has no request", expression=f"{where}.request")
     method = str(request.get("method", "")).upper()
     if method not in ORDER:
-        raise BadRequest(f"{where}.request.method '{method}' is not GET, POST, PUT, PATCH or DELETE",
-                         expression=f"{where}.request.method")
+        raise BadRequest(
+            f"{where}.request.method '{method}' is not GET, POST, PUT, PATCH or DELETE",
+            expression=f"{where}.request.method",
+        )
     url = request.get("url")
     if not isinstance(url, str) or not url:
         raise BadRequest(f"{where}.request.url is missing", expression=f"{where}.request.url")
     if url.startswith(base_url):
-        url = url[len(base_url):]
+        url = url[len(base_url) :]
     resource = raw.get("resource")
     if method in {"POST", "PUT"} and not isinstance(resource, dict):
         raise BadRequest(f"{where} ({method}) needs a resource", expression=f"{where}.resource")
@@ -187,8 +193,9 @@ def _target(unit: WriteUnit, entry: Entry) -> str | None:
     rtype = entry.resource_type
     if entry.method == "POST":
         if isinstance(entry.resource, dict) and entry.resource.get("resourceType") != rtype:
-            raise BadRequest(f"the resource is a {entry.resource.get('resourceType')}, not a {rtype}",
-                             expression="resourceType")
+            raise BadRequest(
+                f"the resource is a {entry.resource.get('resourceType')}, not a {rtype}", expression="resourceType"
+            )
         condition = entry.headers.get("if-none-exist")
         if condition:
             matches = unit.conditional_matches(_criteria(rtype, condition.split("?", 1)[-1]))
@@ -201,8 +208,9 @@ def _target(unit: WriteUnit, entry: Entry) -> str | None:
     if entry.method == "PUT" and "?" in entry.url:
         matches = unit.conditional_matches(_criteria(rtype, entry.url.split("?", 1)[1]))
         if len(matches) > 1:
-            raise PreconditionFailed(f"conditional update '{entry.url}' matches more than one resource",
-                                     code="multiple-matches")
+            raise PreconditionFailed(
+                f"conditional update '{entry.url}' matches more than one resource", code="multiple-matches"
+            )
         body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
         return matches[0].reference if matches else f"{rtype}/{body_id or new_id()}"
     if entry.method == "PUT":

@@ -17,7 +17,15 @@ from fhir_server.search.query import MODIFIERS, SPECIAL_TYPES
 from resources.registry import resource_types, search_params
 
 INTERACTIONS = [
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
 ]
 SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"]
 OPERATIONS = [
@@ -79,9 +87,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
 
 def _search_params(resource_type: str) -> list[dict[str, Any]]:
     """The parameters the search engine evaluates for this type (types it has no clause for are left out)."""
-    found = [
-        {"name": name, "type": kind, "documentation": SPECIAL_DOCS[name]} for name, kind in SPECIAL_TYPES.items()
-    ]
+    found = [{"name": name, "type": kind, "documentation": SPECIAL_DOCS[name]} for name, kind in SPECIAL_TYPES.items()]
     for code, param in sorted(search_params(resource_type).items()):
         if param.type in MODIFIERS and code not in SPECIAL_TYPES:
             found.append({"name": code, "definition": param.url, "type": param.type})

@@ -148,7 +148,9 @@ def error_response(error: FhirError, fmt: str) -> Response:
     return _response(error.status, error.outcome(), fmt, {})
 
 
-def _response(status: int, resource: dict[str, Any], fmt: str, headers: dict[str, str], pretty: bool = False) -> Response:
+def _response(
+    status: int, resource: dict[str, Any], fmt: str, headers: dict[str, str], pretty: bool = False
+) -> Response:
     if fmt == "xml":
         body = resource_to_xml(resource, pretty=pretty)
     else:

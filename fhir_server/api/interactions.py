@@ -70,7 +70,8 @@ def update(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirR
     body = checked_body(req, resource_type)
     if body.get("id") != id:
         raise BadRequest(
-            f"the resource id '{body.get('id')}' does not match the id '{id}' in the URL", expression=f"{resource_type}.id"
+            f"the resource id '{body.get('id')}' does not match the id '{id}' in the URL",
+            expression=f"{resource_type}.id",
         )
     if_match = version_from_etag(req.header("if-match"), "If-Match")
     return written(ctx, req, ctx.write(lambda u: u.update(body, id, if_match=if_match)))
@@ -134,7 +135,9 @@ def delete(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirR
     if result is None:
         return FhirResponse(200, information(f"{resource_type}/{id} was already deleted; nothing changed"))
     headers = {"ETag": result.stored.etag}
-    return FhirResponse(200, information(f"deleted {resource_type}/{id} (version {result.stored.version})"), headers=headers)
+    return FhirResponse(
+        200, information(f"deleted {resource_type}/{id} (version {result.stored.version})"), headers=headers
+    )
 
 
 def conditional_delete(ctx: Context, req: FhirRequest, resource_type: str) -> FhirResponse:

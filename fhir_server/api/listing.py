@@ -58,9 +58,7 @@ def _warnings(query: SearchQuery) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in query.warnings]}
 
 
-def _search_links(
-    ctx: Context, req: FhirRequest, query: SearchQuery, cursor: str | None
-) -> list[dict[str, str]]:
+def _search_links(ctx: Context, req: FhirRequest, query: SearchQuery, cursor: str | None) -> list[dict[str, str]]:
     """``self`` shows the parameters actually applied; ``next`` continues after the cursor."""
     path = f"{ctx.base_url}/{query.resource_type}" if query.resource_type else ctx.base_url
     applied = [c.query_part() for c in query.clauses]
@@ -121,8 +119,10 @@ def _history_entry(ctx: Context, stored: Stored) -> dict[str, Any]:
         entry["resource"] = stored.resource()
     method = stored.method or "PUT"
     status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "200 OK")
-    entry["request"] = {"method": "PUT" if method == "PATCH" else method,
-                        "url": stored.resource_type if method == "POST" else stored.reference}
+    entry["request"] = {
+        "method": "PUT" if method == "PATCH" else method,
+        "url": stored.resource_type if method == "POST" else stored.reference,
+    }
     entry["response"] = {"status": status, "etag": stored.etag, "lastModified": instant(stored.last_updated)}
     return entry
 

@@ -24,8 +24,9 @@ def validate(ctx: Context, req: FhirRequest, resource_type: str, id: str | None 
         ctx.read(lambda u: u.read(resource_type, id))
         return FhirResponse(200, information(f"{resource_type}/{id} exists and may be deleted"), subsettable=False)
     if resource is None:
-        raise BadRequest("$validate needs a resource (the body, or a Parameters 'resource' part)",
-                         expression="resource")
+        raise BadRequest(
+            "$validate needs a resource (the body, or a Parameters 'resource' part)", expression="resource"
+        )
     try:
         validate_resource(resource, resource_type)
         if mode == "update" and id is not None and resource.get("id") != id:

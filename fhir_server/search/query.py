@@ -17,8 +17,20 @@ from resources.registry import search_param
 # Parameters that shape the response rather than select resources; handled by the caller.
 RESULT_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements", "_total"})
 NOT_YET_SUPPORTED = frozenset(
-    {"_sort", "_include", "_revinclude", "_contained", "_containedType", "_has", "_filter", "_query",
-     "_text", "_content", "_list", "_type"}
+    {
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_contained",
+        "_containedType",
+        "_has",
+        "_filter",
+        "_query",
+        "_text",
+        "_content",
+        "_list",
+        "_type",
+    }
 )
 SPECIAL_TYPES = {"_id": "token", "_lastUpdated": "date"}
 MODIFIERS = {
@@ -106,12 +118,16 @@ def _non_negative_int(key: str, value: str) -> int:
 def _clause(resource_type: str | None, key: str, value: str) -> Clause:
     name, _, modifier = key.partition(":")
     if name in NOT_YET_SUPPORTED:
-        raise BadRequest(f"search parameter '{name}' is not supported by this server", expression=name,
-                         code="not-supported")
+        raise BadRequest(
+            f"search parameter '{name}' is not supported by this server", expression=name, code="not-supported"
+        )
     param_type = _param_type(resource_type, name)
     if modifier and modifier not in MODIFIERS.get(param_type, set()):
-        raise BadRequest(f"modifier ':{modifier}' is not supported on {param_type} parameter '{name}'",
-                         expression=key, code="not-supported")
+        raise BadRequest(
+            f"modifier ':{modifier}' is not supported on {param_type} parameter '{name}'",
+            expression=key,
+            code="not-supported",
+        )
     values = tuple(v.replace("\\,", ",") for v in _SPLIT.split(value))
     if any(v == "" for v in values):
         raise BadRequest(f"parameter '{key}' has an empty value", expression=key)
@@ -128,8 +144,9 @@ def _param_type(resource_type: str | None, name: str) -> str:
         where = f"for {resource_type}" if resource_type else "across all resource types"
         raise BadRequest(f"unknown search parameter '{name}' {where}", expression=name, code="not-supported")
     if param.type not in MODIFIERS:
-        raise BadRequest(f"{param.type} search parameter '{name}' is not supported yet", expression=name,
-                         code="not-supported")
+        raise BadRequest(
+            f"{param.type} search parameter '{name}' is not supported yet", expression=name, code="not-supported"
+        )
     return param.type
 
 

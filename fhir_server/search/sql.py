@@ -27,9 +27,7 @@ VALUE_CLAUSES = {
 }
 
 
-def search_statement(
-    query: SearchQuery, partition: str, columns: Sequence[Any], *, count: bool = False
-) -> Select:  # type: ignore[type-arg]
+def search_statement(query: SearchQuery, partition: str, columns: Sequence[Any], *, count: bool = False) -> Select:  # type: ignore[type-arg]
     """The SELECT for one page of ``query`` (or its total when ``count``)."""
     conditions: list[ColumnElement[bool]] = [resource.c.partition == partition, resource.c.deleted == false()]
     if query.resource_type:
@@ -44,10 +42,17 @@ def search_statement(
 
 
 def _clause(query: SearchQuery, clause: Clause, partition: str) -> ColumnElement[bool]:
+    try:
+        return _value_clause(query, clause, partition)
+    except ValueError as exc:
+        raise BadRequest(f"invalid value for parameter '{clause.name}': {exc}", expression=clause.name) from exc
+
+
+def _value_clause(query: SearchQuery, clause: Clause, partition: str) -> ColumnElement[bool]:
     if clause.name == "_id":
         return resource.c.id.in_(clause.values)
     if clause.name == "_lastUpdated":
-        return or_(*(date.point_clause(resource.c.last_updated, v, clause.name) for v in clause.values))
+        return or_(*(date.point_clause(resource.c.last_updated, v) for v in clause.values))
     table = INDEX_TABLES[clause.type]
     scope = [table.c.partition == partition, table.c.param == clause.name, table.c.resource_pk == resource.c.pk]
     if query.resource_type:
@@ -56,8 +61,4 @@ def _clause(query: SearchQuery, clause: Clause, partition: str) -> ColumnElement
         present = exists().where(*scope)
         return or_(*(~present if v == "true" else present for v in clause.values))
     build = VALUE_CLAUSES[clause.type]
-    try:
-        matches = or_(*(build(table, clause.modifier, v) for v in clause.values))
-    except ValueError as exc:
-        raise BadRequest(f"invalid value for parameter '{clause.name}': {exc}", expression=clause.name) from exc
-    return exists().where(*scope, matches)
+    return exists().where(*scope, or_(*(build(table, clause.modifier, v) for v in clause.values)))

@@ -69,4 +69,3 @@ def lock_key(conn: Connection, key: str) -> None:
         return
     digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
-

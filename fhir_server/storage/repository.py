@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -47,6 +48,19 @@ _COLUMNS = (
 def new_id() -> str:
     """A server-assigned logical id."""
     return str(uuid.uuid4())
+
+
+def _moment(after: datetime | None) -> datetime:
+    """The time of a new version: now (taken after the row lock), and always after the version it replaces."""
+    now = utc_now()
+    return now if after is None or now > after else after + timedelta(microseconds=1)
+
+
+def _json_default(value: Any) -> Any:
+    """Decimals (from XML, where a float would lose digits) are written with their exact text."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _stored(row: Any, method: str = "") -> Stored:
@@ -151,7 +165,6 @@ class ReadUnit:
 class WriteUnit(ReadUnit):
     """Reads and writes inside one database transaction; brand-new resources are inserted in bulk."""
 
-    now: datetime = field(default_factory=utc_now)
     _pending: list[_Pending] = field(default_factory=list)
 
     # -- reads see pending writes -------------------------------------------------------------
@@ -185,9 +198,7 @@ class WriteUnit(ReadUnit):
         self._pending.append(_Pending(stored, self._index(body)))
         return WriteResult(stored, created=True)
 
-    def update(
-        self, body: dict[str, Any], id: str, *, if_match: int | None = None, method: str = "PUT"
-    ) -> WriteResult:
+    def update(self, body: dict[str, Any], id: str, *, if_match: int | None = None, method: str = "PUT") -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#update, including create-on-update with a client id."""
         resource_type = body["resourceType"]
         found = self.current(resource_type, id, for_update=True)
@@ -198,10 +209,9 @@ class WriteUnit(ReadUnit):
         pk, old = found
         if if_match is not None and (old.deleted or if_match != old.version):
             raise PreconditionFailed(
-                f"If-Match version {if_match} does not match the current version {old.version} of "
-                f"{resource_type}/{id}"
+                f"If-Match version {if_match} does not match the current version {old.version} of {resource_type}/{id}"
             )
-        stored = self._version(body, id, old.version + 1)
+        stored = self._version(body, id, old.version + 1, after=old.last_updated)
         self._replace(pk, old, stored, self._index(body), method)
         return WriteResult(stored, created=old.deleted)
 
@@ -217,10 +227,9 @@ class WriteUnit(ReadUnit):
         pk, old = found
         if if_match is not None and if_match != old.version:
             raise PreconditionFailed(
-                f"If-Match version {if_match} does not match the current version {old.version} of "
-                f"{resource_type}/{id}"
+                f"If-Match version {if_match} does not match the current version {old.version} of {resource_type}/{id}"
             )
-        tombstone = Stored(resource_type, id, old.version + 1, self.now, True, b"", "DELETE")
+        tombstone = Stored(resource_type, id, old.version + 1, _moment(old.last_updated), True, b"", "DELETE")
         self._replace(pk, old, tombstone, IndexRows(), "DELETE")
         return WriteResult(tombstone)
 
@@ -272,15 +281,16 @@ class WriteUnit(ReadUnit):
         return [r for r in results if r is not None]
 
     # -- the write path -------------------------------------------------------------------------
-    def _version(self, body: dict[str, Any], id: str, version: int) -> Stored:
+    def _version(self, body: dict[str, Any], id: str, version: int, after: datetime | None = None) -> Stored:
         """Stamp id and meta on the client's dict and serialise it once; these are the bytes served."""
+        now = _moment(after)
         meta = dict(body.get("meta") or {})
         meta["versionId"] = str(version)
-        meta["lastUpdated"] = instant(self.now)
+        meta["lastUpdated"] = instant(now)
         body["id"] = id
         body["meta"] = meta
-        content = orjson.dumps(body)
-        return Stored(body["resourceType"], id, version, self.now, False, content)
+        content = orjson.dumps(body, default=_json_default)
+        return Stored(body["resourceType"], id, version, now, False, content)
 
     def _index(self, body: dict[str, Any]) -> IndexRows:
         return extract_index(body, self.base_url)
@@ -290,9 +300,7 @@ class WriteUnit(ReadUnit):
         self.conn.execute(
             update(resource)
             .where(resource.c.pk == pk)
-            .values(
-                version=new.version, last_updated=new.last_updated, deleted=new.deleted, content=new.content
-            )
+            .values(version=new.version, last_updated=new.last_updated, deleted=new.deleted, content=new.content)
         )
         self.conn.execute(insert(resource_history), [self._history_row(new, method)])
         previous = IndexRows() if old.deleted else self._index(old.resource())
@@ -340,9 +348,11 @@ class WriteUnit(ReadUnit):
             }
             for p in pending
         ]
-        pks = self.conn.execute(
-            insert(resource).returning(resource.c.pk, sort_by_parameter_order=True), rows
-        ).scalars().all()
+        pks = (
+            self.conn.execute(insert(resource).returning(resource.c.pk, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+        )
         self.conn.execute(insert(resource_history), [self._history_row(p.stored, "POST") for p in pending])
         self._insert_pending_index(pending, list(pks))
 

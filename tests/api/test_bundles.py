@@ -23,13 +23,20 @@ def bundle(kind: str, *entries: dict) -> dict:
 def test_transaction_resolves_urn_uuid_references(client: httpx.Client) -> None:
     ident = unique()
     pat = {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": ident}]}
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
-           "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}}
-    response = client.post("", json=bundle(
-        "transaction",
-        entry("POST", "Observation", obs, "urn:uuid:22222222-2222-2222-2222-222222222222"),
-        entry("POST", "Patient", pat, "urn:uuid:11111111-1111-1111-1111-111111111111"),
-    ))
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"},
+    }
+    response = client.post(
+        "",
+        json=bundle(
+            "transaction",
+            entry("POST", "Observation", obs, "urn:uuid:22222222-2222-2222-2222-222222222222"),
+            entry("POST", "Patient", pat, "urn:uuid:11111111-1111-1111-1111-111111111111"),
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["type"] == "transaction-response"
@@ -47,7 +54,9 @@ def test_transaction_is_all_or_nothing(client: httpx.Client) -> None:
     ident = unique()
     good = {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": ident}]}
     bad = {"resourceType": "Patient", "birthDate": "yesterday"}
-    response = client.post("", json=bundle("transaction", entry("POST", "Patient", good), entry("POST", "Patient", bad)))
+    response = client.post(
+        "", json=bundle("transaction", entry("POST", "Patient", good), entry("POST", "Patient", bad))
+    )
     assert response.status_code == 400
     issue = response.json()["issue"][0]
     assert issue["expression"][0] == "Bundle.entry[1]"
@@ -59,7 +68,9 @@ def test_transaction_conditional_reference_and_if_none_exist(client: httpx.Clien
     ident = unique()
     org = {"resourceType": "Organization", "identifier": [{"system": "urn:org", "value": ident}], "name": "Org"}
     client.post("", json=bundle("batch", entry("POST", "Organization", org, ifNoneExist=f"identifier=urn:org|{ident}")))
-    again = client.post("", json=bundle("batch", entry("POST", "Organization", org, ifNoneExist=f"identifier=urn:org|{ident}")))
+    again = client.post(
+        "", json=bundle("batch", entry("POST", "Organization", org, ifNoneExist=f"identifier=urn:org|{ident}"))
+    )
     assert again.json()["entry"][0]["response"]["status"] == "200 OK"
     pat = {"resourceType": "Patient", "managingOrganization": {"reference": f"Organization?identifier=urn:org|{ident}"}}
     response = client.post("", json=bundle("transaction", entry("POST", "Patient", pat)))
@@ -80,12 +91,16 @@ def test_unresolvable_conditional_reference_fails_transaction(client: httpx.Clie
 def test_transaction_processing_order_and_mixed_methods(client: httpx.Client) -> None:
     keep = client.post("Patient", json={"resourceType": "Patient", "gender": "male"}).json()
     doomed = client.post("Patient", json={"resourceType": "Patient"}).json()
-    response = client.post("", json=bundle(
-        "transaction",
-        entry("GET", f"Patient/{keep['id']}"),
-        entry("PUT", f"Patient/{keep['id']}", {**keep, "gender": "female"}),
-        entry("DELETE", f"Patient/{doomed['id']}"),
-    ), headers={"Prefer": "return=representation"})
+    response = client.post(
+        "",
+        json=bundle(
+            "transaction",
+            entry("GET", f"Patient/{keep['id']}"),
+            entry("PUT", f"Patient/{keep['id']}", {**keep, "gender": "female"}),
+            entry("DELETE", f"Patient/{doomed['id']}"),
+        ),
+        headers={"Prefer": "return=representation"},
+    )
     assert response.status_code == 200, response.text
     entries = response.json()["entry"]
     assert entries[0]["resource"]["gender"] == "female"  # GET runs after PUT
@@ -94,12 +109,15 @@ def test_transaction_processing_order_and_mixed_methods(client: httpx.Client) ->
 
 
 def test_batch_answers_each_entry(client: httpx.Client) -> None:
-    response = client.post("", json=bundle(
-        "batch",
-        entry("POST", "Patient", {"resourceType": "Patient"}),
-        entry("POST", "Patient", {"resourceType": "Patient", "gender": "nope"}),
-        entry("GET", "Patient/never-was"),
-    ))
+    response = client.post(
+        "",
+        json=bundle(
+            "batch",
+            entry("POST", "Patient", {"resourceType": "Patient"}),
+            entry("POST", "Patient", {"resourceType": "Patient", "gender": "nope"}),
+            entry("GET", "Patient/never-was"),
+        ),
+    )
     assert response.status_code == 200
     entries = response.json()["entry"]
     assert entries[0]["response"]["status"] == "201 Created"
@@ -109,7 +127,9 @@ def test_batch_answers_each_entry(client: httpx.Client) -> None:
 
 
 def test_bundle_envelope_errors(client: httpx.Client) -> None:
-    assert client.post("", json={"resourceType": "Bundle", "type": "collection"}).json()["issue"][0]["expression"] == ["Bundle.type"]
+    assert client.post("", json={"resourceType": "Bundle", "type": "collection"}).json()["issue"][0]["expression"] == [
+        "Bundle.type"
+    ]
     response = client.post("", json=bundle("transaction", {"resource": {"resourceType": "Patient"}}))
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].request"]

@@ -10,8 +10,10 @@ from tests.conftest import LiveServer, unique
 
 
 def _parallel(server: LiveServer, count: int, call):  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=server.base_url + "/", timeout=120,
-                      limits=httpx.Limits(max_connections=count)) as http, ThreadPoolExecutor(count) as pool:
+    with (
+        httpx.Client(base_url=server.base_url + "/", timeout=120, limits=httpx.Limits(max_connections=count)) as http,
+        ThreadPoolExecutor(count) as pool,
+    ):
         return list(pool.map(lambda i: call(http, i), range(count)))
 
 
@@ -48,7 +50,9 @@ def test_concurrent_unconditional_updates_lose_nothing(server: LiveServer, clien
 
 def test_concurrent_create_on_update_same_id(server: LiveServer, client: httpx.Client) -> None:
     pid = unique("same-")
-    responses = _parallel(server, 10, lambda http, i: http.put(f"Patient/{pid}", json={"resourceType": "Patient", "id": pid}))
+    responses = _parallel(
+        server, 10, lambda http, i: http.put(f"Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+    )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 9 + [201]
     assert client.get(f"Patient/{pid}").json()["meta"]["versionId"] == "10"

@@ -191,11 +191,16 @@ def test_fhirpath_patch(client: httpx.Client) -> None:
     pid = client.post("Patient", json=patient(unique())).json()["id"]
     params = {
         "resourceType": "Parameters",
-        "parameter": [{"name": "operation", "part": [
-            {"name": "type", "valueCode": "replace"},
-            {"name": "path", "valueString": "Patient.birthDate"},
-            {"name": "value", "valueDate": "1980-01-01"},
-        ]}],
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.birthDate"},
+                    {"name": "value", "valueDate": "1980-01-01"},
+                ],
+            }
+        ],
     }
     response = client.patch(f"Patient/{pid}", json=params)
     assert response.status_code == 200, response.text
@@ -216,8 +221,9 @@ def test_xml_in_and_out(client: httpx.Client) -> None:
         '<Patient xmlns="http://hl7.org/fhir"><name><family value="Xml"/><given value="Ann"/></name>'
         '<gender value="female"/></Patient>'
     )
-    created = client.post("Patient", content=xml, headers={"Content-Type": "application/fhir+xml",
-                                                           "Accept": "application/fhir+xml"})
+    created = client.post(
+        "Patient", content=xml, headers={"Content-Type": "application/fhir+xml", "Accept": "application/fhir+xml"}
+    )
     assert created.status_code == 201, created.text
     assert created.headers["content-type"].startswith("application/fhir+xml")
     assert b'<family value="Xml"/>' in created.content

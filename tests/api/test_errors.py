@@ -15,7 +15,9 @@ def outcome(response: httpx.Response) -> dict[str, object]:
 
 
 def test_broken_json(client: httpx.Client) -> None:
-    response = client.post("Patient", content=b'{"resourceType": "Patient", ', headers={"Content-Type": "application/fhir+json"})
+    response = client.post(
+        "Patient", content=b'{"resourceType": "Patient", ', headers={"Content-Type": "application/fhir+json"}
+    )
     assert response.status_code == 400
     issue = outcome(response)["issue"][0]  # type: ignore[index]
     assert issue["code"] == "structure"
@@ -23,7 +25,11 @@ def test_broken_json(client: httpx.Client) -> None:
 
 
 def test_broken_xml(client: httpx.Client) -> None:
-    response = client.post("Patient", content=b"<Patient xmlns='http://hl7.org/fhir'><name>", headers={"Content-Type": "application/fhir+xml"})
+    response = client.post(
+        "Patient",
+        content=b"<Patient xmlns='http://hl7.org/fhir'><name>",
+        headers={"Content-Type": "application/fhir+xml"},
+    )
     assert response.status_code == 400
     outcome(response)
 
@@ -42,7 +48,9 @@ def test_body_type_not_matching_url(client: httpx.Client) -> None:
 
 
 def test_invalid_element_and_code_named(client: httpx.Client) -> None:
-    response = client.post("Patient", json={"resourceType": "Patient", "gender": "xx", "birthDate": "1974-13-45", "foo": 1})
+    response = client.post(
+        "Patient", json={"resourceType": "Patient", "gender": "xx", "birthDate": "1974-13-45", "foo": 1}
+    )
     assert response.status_code == 400
     expressions = {e for i in outcome(response)["issue"] for e in i.get("expression", [])}  # type: ignore[attr-defined]
     assert {"Patient.gender", "Patient.birthDate", "Patient.foo"} <= expressions
@@ -57,8 +65,10 @@ def test_unsupported_media_type(client: httpx.Client) -> None:
 def test_oversize_body(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import live_server
 
-    with live_server(server.settings.database_url, max_body_bytes=1000, auto_migrate=False) as small, \
-            httpx.Client(base_url=small.base_url + "/") as http:
+    with (
+        live_server(server.settings.database_url, max_body_bytes=1000, auto_migrate=False) as small,
+        httpx.Client(base_url=small.base_url + "/") as http,
+    ):
         big = {"resourceType": "Patient", "name": [{"text": "x" * 5000}]}
         response = http.post("Patient", json=big)
         assert response.status_code == 413

@@ -15,16 +15,24 @@ def family(client: httpx.Client) -> str:
     org = client.post("Organization", json={"resourceType": "Organization", "name": name}).json()
     people = [("Ann", "female", "1970-03-04"), ("Bob", "male", "1985-06-07"), ("Ãnna", "female", "2001-01-01")]
     for given, gender, born in people:
-        client.post("Patient", json={
-            "resourceType": "Patient", "name": [{"family": name, "given": [given]}], "gender": gender,
-            "birthDate": born, "managingOrganization": {"reference": f"Organization/{org['id']}"},
-            "identifier": [{"system": "urn:fam", "value": f"{name}-{given}"}],
-        })
+        client.post(
+            "Patient",
+            json={
+                "resourceType": "Patient",
+                "name": [{"family": name, "given": [given]}],
+                "gender": gender,
+                "birthDate": born,
+                "managingOrganization": {"reference": f"Organization/{org['id']}"},
+                "identifier": [{"system": "urn:fam", "value": f"{name}-{given}"}],
+            },
+        )
     return name
 
 
 def given_names(bundle: dict) -> list[str]:
-    return sorted(e["resource"]["name"][0]["given"][0] for e in bundle.get("entry", []) if e["search"]["mode"] == "match")
+    return sorted(
+        e["resource"]["name"][0]["given"][0] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"
+    )
 
 
 def test_string_prefix_case_and_accent_insensitive(client: httpx.Client, family: str) -> None:
@@ -62,9 +70,10 @@ def test_id_and_last_updated(client: httpx.Client, family: str) -> None:
     ids = [e["resource"]["id"] for e in bundle["entry"]]
     assert {e["resource"]["id"] for e in client.get(f"Patient?_id={ids[0]},{ids[1]}").json()["entry"]} == set(ids[:2])
     first_update = bundle["entry"][0]["resource"]["meta"]["lastUpdated"]
-    since = client.get(f"Patient?family={family}&_lastUpdated=ge{first_update}").json()
+    since = client.get("Patient", params={"family": family, "_lastUpdated": f"ge{first_update}"}).json()
     assert len(since["entry"]) == 3
     assert client.get(f"Patient?family={family}&_lastUpdated=lt2000-01-01").json()["total"] == 0
+    assert client.get("Patient?_lastUpdated=2020-99").status_code == 400
 
 
 def test_paging_with_next_links(client: httpx.Client, family: str) -> None:
