@@ -39,8 +39,9 @@ def import_paths(ctx: Context, paths: Iterable[Path], progress: bool = True) -> 
     """Import every file (or folder of files) in ``paths``."""
     report = ImportReport()
     files = [f for p in paths for f in _files(Path(p))]
-    with tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True,
-              disable=not progress, file=sys.stderr) as bar:
+    with tqdm(
+        total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, disable=not progress, file=sys.stderr
+    ) as bar:
         for file in files:
             bar.set_description(file.name[:40])
             _import_file(ctx, file, report, bar)

@@ -107,9 +107,7 @@ def is_generated_type(definition: dict[str, Any]) -> bool:
 
 def primitive_kinds(definitions: list[dict[str, Any]]) -> dict[str, str]:
     """FHIR primitive type -> how its value looks in JSON (boolean, integer, decimal, xhtml, string)."""
-    return {
-        d["type"]: JSON_KINDS.get(d["type"], "string") for d in definitions if d["kind"] == "primitive-type"
-    }
+    return {d["type"]: JSON_KINDS.get(d["type"], "string") for d in definitions if d["kind"] == "primitive-type"}
 
 
 def element_type_codes(element: dict[str, Any], paths: set[str]) -> list[str]:

@@ -60,9 +60,7 @@ FHIRPATH_R4 = fhirpath_models["r4"]
 def apply_json_patch(resource: Resource, patch: Any) -> Resource:
     """``resource`` after the RFC 6902 operations of ``patch``, applied in order, all or nothing."""
     if not isinstance(patch, list):
-        raise BadRequest(
-            "A JSON Patch document must be an array of operations (RFC 6902)", expression="Patch"
-        )
+        raise BadRequest("A JSON Patch document must be an array of operations (RFC 6902)", expression="Patch")
     patched: Any = copy.deepcopy(resource)
     for index, operation in enumerate(copy.deepcopy(patch)):
         with _naming(f"Patch.operation[{index}]"):
@@ -177,9 +175,7 @@ def element_definition(model: Model, name: str, value_type: str | None = None) -
     if found is not None:
         return found
     if any(element.choice == name for element in elements.values()):
-        raise Unprocessable(
-            f"{model.__name__}.{name}[x] cannot be of type {value_type or 'an anonymous type'}"
-        )
+        raise Unprocessable(f"{model.__name__}.{name}[x] cannot be of type {value_type or 'an anonymous type'}")
     raise Unprocessable(f"{model.__name__} has no element {name!r}")
 
 
@@ -332,9 +328,7 @@ def _evaluate(resource: Resource, path: str) -> list[Any]:
     parsed = _parse_fhirpath(path)
     context = {"resource": resource, "rootResource": resource}
     try:
-        return list(
-            fhirpathpy.apply_parsed_path(resource, parsed, context, FHIRPATH_R4, {"returnRawData": True})
-        )
+        return list(fhirpathpy.apply_parsed_path(resource, parsed, context, FHIRPATH_R4, {"returnRawData": True}))
     except Exception as error:  # fhirpathpy raises plain Exceptions for evaluation errors
         raise BadRequest(f"cannot evaluate the FHIRPath {path!r}: {error}") from error
 
@@ -491,9 +485,7 @@ def _read_operation(parameter: Any) -> PatchOperation:
     parts = _parts_by_name(parameter.get("part"))
     operation_type = _primitive_part(parts, "type", str)
     if operation_type not in _REQUIRED_PARTS:
-        raise BadRequest(
-            f"unknown operation type {operation_type!r}; use one of {', '.join(_REQUIRED_PARTS)}"
-        )
+        raise BadRequest(f"unknown operation type {operation_type!r}; use one of {', '.join(_REQUIRED_PARTS)}")
     missing = [name for name in _REQUIRED_PARTS[operation_type] if name not in parts]
     if missing:
         raise BadRequest(f"a {operation_type} operation needs the part(s) {', '.join(missing)}")
@@ -619,9 +611,7 @@ def _only(chains: list[Chain], operation: PatchOperation, doing: str) -> Chain:
     if not chains:
         raise Unprocessable(f"No content found at {operation.path} when {doing}")
     if len(chains) > 1:
-        raise Unprocessable(
-            f"{operation.path} selects {len(chains)} elements; {operation.type} needs exactly one"
-        )
+        raise Unprocessable(f"{operation.path} selects {len(chains)} elements; {operation.type} needs exactly one")
     return chains[0]
 
 

@@ -18,18 +18,30 @@ def run_import(database_url: str, *paths: Path) -> subprocess.CompletedProcess[s
     env = {**os.environ, "FHIR_DATABASE_URL": database_url}
     return subprocess.run(
         [sys.executable, "-m", "fhir_server.cli", "import", "--quiet", *map(str, paths)],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
 def test_ndjson_import_reports_bad_lines(tmp_path: Path, server: LiveServer, client: httpx.Client) -> None:
     ident = unique()
     lines = [
-        json.dumps({"resourceType": "Patient", "id": f"{ident}-a", "identifier": [{"system": "urn:imp", "value": ident}]}),
+        json.dumps(
+            {"resourceType": "Patient", "id": f"{ident}-a", "identifier": [{"system": "urn:imp", "value": ident}]}
+        ),
         "{not json",
         json.dumps({"resourceType": "Patient", "gender": "invalid-code"}),
-        json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                    "subject": {"reference": f"Patient/{ident}-a"}}),
+        json.dumps(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "x"},
+                "subject": {"reference": f"Patient/{ident}-a"},
+            }
+        ),
     ]
     file = tmp_path / "data.ndjson"
     file.write_text("\n".join(lines) + "\n")
@@ -46,9 +58,13 @@ def test_ndjson_import_reports_bad_lines(tmp_path: Path, server: LiveServer, cli
 
 def test_collection_bundle_import(tmp_path: Path, server: LiveServer, client: httpx.Client) -> None:
     ident = unique()
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": f"{ident}-{i}", "gender": "female"}} for i in range(3)
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": f"{ident}-{i}", "gender": "female"}} for i in range(3)
+        ],
+    }
     file = tmp_path / "collection.json"
     file.write_text(json.dumps(bundle))
     result = run_import(server.settings.database_url, file)

@@ -35,8 +35,6 @@ def test_table_flags_match_the_structure_definitions() -> None:
     assert ELEMENTS["Questionnaire.item"]["item"].type == "Questionnaire.item"  # a contentReference
     assert ELEMENTS["Narrative"]["div"].kind == "xhtml"
     assert ELEMENTS["Bundle.entry"]["resource"].kind == "resource"
-    assert (
-        ELEMENTS["Quantity"]["value"].kind == "decimal" and ELEMENTS["Attachment"]["size"].kind == "integer"
-    )
+    assert ELEMENTS["Quantity"]["value"].kind == "decimal" and ELEMENTS["Attachment"]["size"].kind == "integer"
     values = [name for name, element in ELEMENTS["Observation"].items() if element.name == "value[x]"]
     assert len(values) == 11 and "valueSampledData" in values

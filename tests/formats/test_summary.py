@@ -106,9 +106,7 @@ def test_an_existing_subsetted_tag_is_not_repeated() -> None:
     assert summary["meta"] == {"versionId": "2", "tag": [SUBSETTED_TAG]}
 
 
-@pytest.mark.parametrize(
-    ("mode", "message"), [("yes", "must be one of"), ("count", "search only"), ("", "not ''")]
-)
+@pytest.mark.parametrize(("mode", "message"), [("yes", "must be one of"), ("count", "search only"), ("", "not ''")])
 def test_invalid_summary_is_a_bad_request_naming_the_parameter(mode: str, message: str) -> None:
     with pytest.raises(BadRequest) as caught:
         apply_summary({"resourceType": "Patient"}, mode)

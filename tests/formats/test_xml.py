@@ -98,8 +98,7 @@ def c14n(div: str) -> bytes:
 def test_elements_follow_structure_definition_order_not_json_order() -> None:
     resource = {"resourceType": "Patient", "gender": "male", "active": True, "id": "p1"}
     assert resource_to_xml(resource) == xml(
-        '<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><active value="true"/>'
-        '<gender value="male"/></Patient>'
+        '<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><active value="true"/><gender value="male"/></Patient>'
     )
 
 
@@ -348,9 +347,7 @@ def test_internal_entities_and_doctypes_are_refused() -> None:
         ),
     ],
 )
-def test_json_that_has_no_xml_form_is_a_bad_request(
-    resource: dict[str, Any], expression: str, message: str
-) -> None:
+def test_json_that_has_no_xml_form_is_a_bad_request(resource: dict[str, Any], expression: str, message: str) -> None:
     with pytest.raises(BadRequest) as caught:
         resource_to_xml(resource)
     assert caught.value.issues[0].expression == [expression]

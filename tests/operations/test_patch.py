@@ -215,9 +215,7 @@ def test_delete_of_nothing_changes_nothing() -> None:
 
 def test_add_extension_to_a_primitive() -> None:
     extension = {"part": [{"name": "url", "valueUri": "http://x"}, {"name": "value", "valueString": "y"}]}
-    patch = parameters(
-        operation("add", "Patient.birthDate", name={"valueString": "extension"}, value=extension)
-    )
+    patch = parameters(operation("add", "Patient.birthDate", name={"valueString": "extension"}, value=extension))
     patched = apply_fhirpath_patch(PATIENT, patch)
     assert patched["_birthDate"] == {"extension": [{"url": "http://x", "valueString": "y"}]}
     assert patched["birthDate"] == "1974-12-25"
@@ -280,9 +278,7 @@ FHIRPATH_ERRORS = [
         id="missing-value",
     ),
     pytest.param(
-        parameters(
-            operation("insert", "Patient.name", value={"valueHumanName": {}}, index={"valueString": "0"})
-        ),
+        parameters(operation("insert", "Patient.name", value={"valueHumanName": {}}, index={"valueString": "0"})),
         BadRequest,
         "'index' must be an integer",
         "Parameters.parameter[0]",
@@ -310,9 +306,7 @@ FHIRPATH_ERRORS = [
         id="fhirpath-evaluation",
     ),
     pytest.param(
-        parameters(
-            operation("replace", "Patient.birthDate", value={"valueDate": "2000-01-01", "valueString": "x"})
-        ),
+        parameters(operation("replace", "Patient.birthDate", value={"valueDate": "2000-01-01", "valueString": "x"})),
         BadRequest,
         "exactly one of value[x]",
         "Parameters.parameter[0]",
@@ -343,18 +337,14 @@ FHIRPATH_ERRORS = [
         id="delete-two",
     ),
     pytest.param(
-        parameters(
-            operation("add", "Patient", name={"valueString": "birthDate"}, value={"valueDate": "2000-01-01"})
-        ),
+        parameters(operation("add", "Patient", name={"valueString": "birthDate"}, value={"valueDate": "2000-01-01"})),
         Unprocessable,
         "birthDate already has a value and does not repeat",
         "Parameters.parameter[0]",
         id="add-existing-singleton",
     ),
     pytest.param(
-        parameters(
-            operation("add", "Patient", name={"valueString": "nickname"}, value={"valueString": "Jim"})
-        ),
+        parameters(operation("add", "Patient", name={"valueString": "nickname"}, value={"valueString": "Jim"})),
         Unprocessable,
         "Patient has no element 'nickname'",
         "Parameters.parameter[0]",
@@ -368,27 +358,21 @@ FHIRPATH_ERRORS = [
         id="complex-into-primitive",
     ),
     pytest.param(
-        parameters(
-            operation("add", "Patient", name={"valueString": "maritalStatus"}, value={"valueString": "M"})
-        ),
+        parameters(operation("add", "Patient", name={"valueString": "maritalStatus"}, value={"valueString": "M"})),
         Unprocessable,
         "maritalStatus is of type CodeableConcept, not String",
         "Parameters.parameter[0]",
         id="primitive-into-complex",
     ),
     pytest.param(
-        parameters(
-            operation("add", "Patient", name={"valueString": "deceased"}, value={"valueString": "yes"})
-        ),
+        parameters(operation("add", "Patient", name={"valueString": "deceased"}, value={"valueString": "yes"})),
         Unprocessable,
         "Patient.deceased[x] cannot be of type String",
         "Parameters.parameter[0]",
         id="choice-type-not-allowed",
     ),
     pytest.param(
-        parameters(
-            operation("insert", "Patient.name.given", value={"valueString": "x"}, index={"valueInteger": 3})
-        ),
+        parameters(operation("insert", "Patient.name.given", value={"valueString": "x"}, index={"valueInteger": 3})),
         Unprocessable,
         "index 3 is outside 0..2",
         "Parameters.parameter[0]",
@@ -396,9 +380,7 @@ FHIRPATH_ERRORS = [
     ),
     pytest.param(
         parameters(
-            operation(
-                "move", "Patient.name.given", source={"valueInteger": 0}, destination={"valueInteger": 2}
-            )
+            operation("move", "Patient.name.given", source={"valueInteger": 0}, destination={"valueInteger": 2})
         ),
         Unprocessable,
         "destination 2 is outside 0..1",
@@ -407,9 +389,7 @@ FHIRPATH_ERRORS = [
     ),
     pytest.param(
         parameters(
-            operation(
-                "insert", "Patient.name.given.first()", value={"valueString": "x"}, index={"valueInteger": 0}
-            )
+            operation("insert", "Patient.name.given.first()", value={"valueString": "x"}, index={"valueInteger": 0})
         ),
         Unprocessable,
         "must select all the items of one repeating element",
