@@ -65,7 +65,7 @@ def _bundle_type(path: Path) -> str | None:
     return None
 
 
-def _import_file(ctx: Context, file: Path, report: ImportReport, bar: tqdm) -> None:  # type: ignore[type-arg]
+def _import_file(ctx: Context, file: Path, report: ImportReport, bar: tqdm) -> None:
     with file.open("rb") as stream:
         tracked = _Tracked(stream, bar)
         if file.suffix == ".ndjson":
@@ -76,7 +76,7 @@ def _import_file(ctx: Context, file: Path, report: ImportReport, bar: tqdm) -> N
             _post_bundle(ctx, file, orjson.loads(tracked.read()), report)
 
 
-def _ndjson(stream: IO[bytes], file: Path) -> Iterator[tuple[str, Any]]:
+def _ndjson(stream: Iterable[bytes], file: Path) -> Iterator[tuple[str, Any]]:
     for number, line in enumerate(stream, start=1):
         if line.strip():
             where = f"{file}:{number}"
@@ -86,7 +86,7 @@ def _ndjson(stream: IO[bytes], file: Path) -> Iterator[tuple[str, Any]]:
                 yield where, exc
 
 
-def _bundle_entries(stream: IO[bytes], file: Path) -> Iterator[tuple[str, Any]]:
+def _bundle_entries(stream: _Tracked, file: Path) -> Iterator[tuple[str, Any]]:
     for index, entry in enumerate(ijson.items(stream, "entry.item", use_float=True)):
         yield f"{file} Bundle.entry[{index}]", (entry or {}).get("resource")
 
@@ -157,7 +157,7 @@ def _post_bundle(ctx: Context, file: Path, bundle: Any, report: ImportReport) ->
 class _Tracked:
     """A binary stream that advances a progress bar as it is read."""
 
-    def __init__(self, stream: IO[bytes], bar: tqdm) -> None:  # type: ignore[type-arg]
+    def __init__(self, stream: IO[bytes], bar: tqdm) -> None:
         self.stream = stream
         self.bar = bar
 

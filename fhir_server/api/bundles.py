@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
@@ -142,16 +143,20 @@ def _run_transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispa
     ids = _resolve_targets(ctx, unit, entries)
     resolver = ReferenceResolver(unit, ids)
     for entry in entries:
-        _guarded(entry, lambda e=entry: resolver.rewrite(e.resource))
+        with failing(entry):
+            resolver.rewrite(entry.resource)
     responses: list[FhirResponse | None] = [None] * len(entries)
     for entry in sorted(entries, key=lambda e: ORDER[e.method]):
-        responses[entry.index] = _guarded(entry, lambda e=entry: _run_entry(ctx, req, e, dispatch))
+        with failing(entry):
+            responses[entry.index] = _run_entry(ctx, req, entry, dispatch)
     return [r for r in responses if r is not None]
 
 
-def _guarded(entry: Entry, step: Callable[[], Any]) -> Any:
+@contextmanager
+def failing(entry: Entry) -> Iterator[None]:
+    """Attribute a FHIR error raised inside to ``entry``."""
     try:
-        return step()
+        yield
     except FhirError as error:
         raise EntryFailed(entry, error) from error
 
@@ -180,7 +185,8 @@ def _resolve_targets(ctx: Context, unit: WriteUnit, entries: list[Entry]) -> dic
     """Give each entry the ``Type/id`` it will write, mapping fullUrls to them before any write."""
     ids: dict[str, str] = {}
     for entry in entries:
-        target = _guarded(entry, lambda e=entry: _target(unit, e))
+        with failing(entry):
+            target = _target(unit, entry)
         if target is None:
             continue
         entry.target = target
@@ -271,7 +277,7 @@ def batch(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispat
         try:
             sub = entry_request(req, entry)
             if isinstance(sub.body, dict) and entry.method in {"POST", "PUT"}:
-                ctx.read(lambda u, body=sub.body: ReferenceResolver(u, {}).rewrite(body))
+                ctx.read(ReferenceResolver.for_unit(sub.body))
             responses.append(dispatch(ctx, sub))
         except FhirError as error:
             responses.append(FhirResponse(error.status, error.outcome()))
@@ -285,6 +291,11 @@ class ReferenceResolver:
         self.unit = unit
         self.ids = ids
         self.cache: dict[str, str] = {}
+
+    @staticmethod
+    def for_unit(resource: dict[str, Any]) -> Callable[[ReadUnit], None]:
+        """Resolve the conditional references of a lone resource (a batch entry) in a read unit."""
+        return lambda unit: ReferenceResolver(unit, {}).rewrite(resource)
 
     def rewrite(self, node: Any) -> None:
         if isinstance(node, dict):

@@ -6,15 +6,15 @@ Paging links carry a keyset cursor (``_page``), so they stay correct while other
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fhir_server.api.headers import http_date
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import BadRequest
-from fhir_server.search.params.date import date_range
+from fhir_server.errors import BadRequest, NotFound
+from fhir_server.search.params.date import DateRange, date_range
 from fhir_server.search.query import SearchQuery, parse_search
-from fhir_server.storage.history import HistoryQuery
+from fhir_server.storage.history import HistoryKey, HistoryQuery
 from fhir_server.storage.model import Stored, instant, utc_now
 
 _FORMAT_PARAMS = ("_format", "_pretty", "_summary", "_elements")
@@ -31,13 +31,13 @@ def search(ctx: Context, req: FhirRequest, resource_type: str | None = None) -> 
         max_count=settings.max_page_size,
     )
     if query.count == 0 or req.param("_summary") == "count":
-        total = ctx.read(lambda u: u.count(query))
-        return FhirResponse(200, _bundle("searchset", [], total=total, links=_search_links(ctx, req, query, None)))
+        counted = ctx.read(lambda u: u.count(query))
+        return FhirResponse(200, _bundle("searchset", [], total=counted, links=_search_links(ctx, req, query, None)))
     page = ctx.read(lambda u: u.search(query))
     entries = [_match_entry(ctx, s) for s in page.matches]
     if query.warnings:
         entries.append({"resource": _warnings(query), "search": {"mode": "outcome"}})
-    total = None
+    total: int | None = None
     if query.after_pk is None and page.next_cursor is None:
         total = len(page.matches)
     elif req.param("_total") == "accurate":
@@ -94,8 +94,8 @@ def _bundle(
 def history(ctx: Context, req: FhirRequest, resource_type: str | None = None, id: str | None = None) -> FhirResponse:
     """GET [base]/_history, [type]/_history, [type]/[id]/_history with _since, _at, _count, _page."""
     query = _history_query(ctx, req, resource_type, id)
-    if id is not None and resource_type is not None:
-        ctx.read(lambda u: u.current(resource_type, id)) or _unknown(resource_type, id)
+    if id is not None and resource_type is not None and ctx.read(lambda u: u.current(resource_type, id)) is None:
+        raise NotFound(f"{resource_type}/{id} is not known")
     versions, following = ctx.read(lambda u: u.history(query))
     entries = [_history_entry(ctx, s) for s in versions]
     path = "/".join(p for p in (ctx.base_url, resource_type, id, "_history") if p)
@@ -104,12 +104,6 @@ def history(ctx: Context, req: FhirRequest, resource_type: str | None = None, id
     if following is not None and following.after_key is not None:
         links.append({"relation": "next", "url": _url(path, [*params, ("_page", _encode_key(following))])})
     return FhirResponse(200, _bundle("history", entries, links=links))
-
-
-def _unknown(resource_type: str, id: str) -> None:
-    from fhir_server.errors import NotFound
-
-    raise NotFound(f"{resource_type}/{id} is not known")
 
 
 def _history_entry(ctx: Context, stored: Stored) -> dict[str, Any]:
@@ -143,7 +137,7 @@ def _history_query(ctx: Context, req: FhirRequest, resource_type: str | None, id
     )
 
 
-def _date_param(value: str, name: str):  # type: ignore[no-untyped-def]
+def _date_param(value: str, name: str) -> DateRange:
     found = date_range(value)
     if found is None:
         raise BadRequest(f"parameter {name} must be a FHIR date or instant, not '{value}'", expression=name)
@@ -156,16 +150,11 @@ def _encode_key(query: HistoryQuery) -> str:
     return f"{moment.isoformat()}|{rtype}|{rid}|{version}"
 
 
-def _decode_key(value: str | None) -> Any:
+def _decode_key(value: str | None) -> HistoryKey | None:
     if not value:
         return None
-    from datetime import datetime
-
     try:
         moment, rtype, rid, version = value.split("|")
         return (datetime.fromisoformat(moment), rtype, rid, int(version))
     except ValueError as exc:
         raise BadRequest(f"_page '{value}' is not a cursor this server issued", expression="_page") from exc
-
-
-__all__ = ["history", "http_date", "search"]

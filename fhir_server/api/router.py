@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fhir_server.api import bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
+from fhir_server.errors import MethodNotAllowed, NotFound
 from resources.registry import resource_types
 
 Handler = Callable[..., FhirResponse]
@@ -92,4 +92,4 @@ def _check_type(resource_type: str | None) -> None:
         raise NotFound(f"'{resource_type}' is not a FHIR R4 resource type", code="not-supported")
 
 
-__all__ = ["ROUTES", "BadRequest", "dispatch"]
+__all__ = ["ROUTES", "dispatch"]

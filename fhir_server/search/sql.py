@@ -27,7 +27,7 @@ VALUE_CLAUSES = {
 }
 
 
-def search_statement(query: SearchQuery, partition: str, columns: Sequence[Any], *, count: bool = False) -> Select:  # type: ignore[type-arg]
+def search_statement(query: SearchQuery, partition: str, columns: Sequence[Any], *, count: bool = False) -> Select[Any]:
     """The SELECT for one page of ``query`` (or its total when ``count``)."""
     conditions: list[ColumnElement[bool]] = [resource.c.partition == partition, resource.c.deleted == false()]
     if query.resource_type:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 
 from fhir_server.storage.model import Stored
 from fhir_server.storage.schema import resource_history
@@ -33,7 +34,7 @@ class HistoryQuery:
         return replace(self, after_key=(last.last_updated, last.resource_type, last.id, last.version))
 
 
-def history_statement(query: HistoryQuery, partition: str) -> Select:  # type: ignore[type-arg]
+def history_statement(query: HistoryQuery, partition: str) -> Select[Any]:
     """One page (plus one row, to tell whether more follow) of history rows."""
     h = resource_history.c
     conditions = [h.partition == partition]
@@ -55,7 +56,7 @@ def history_statement(query: HistoryQuery, partition: str) -> Select:  # type: i
     )
 
 
-def _current_during(low: datetime, high: datetime):  # type: ignore[no-untyped-def]
+def _current_during(low: datetime, high: datetime) -> ColumnElement[bool]:
     """Versions that were current at some moment in [low, high]: written by `high`, replaced after `low`."""
     h = resource_history.c
     later = resource_history.alias("later")
