@@ -1,13 +1,19 @@
-"""The ASGI application: one catch-all route under ``/fhir`` feeding the FHIR router."""
+"""The ASGI application: FHIR requests under ``/fhir`` go straight to the FHIR router; anything else
+(later: SMART endpoints, admin) to a FastAPI app, which also runs the lifespan.
+
+The FHIR path skips FastAPI's middleware stack on purpose: every FHIR response is built and its errors
+handled in ``fhir_server.api.http``, and the stack cost more than the interaction itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from fhir_server.api.http import handle
 from fhir_server.api.request import Context
@@ -19,7 +25,24 @@ from fhir_server.storage.repository import Repository
 BASE_PATH = "/fhir"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class FhirApp:
+    """ASGI entry point: dispatches ``/fhir`` and ``/fhir/...`` itself, the rest to ``fallback``."""
+
+    def __init__(self, ctx: Context, fallback: FastAPI) -> None:
+        self.ctx = ctx
+        self.fallback = fallback
+        self.state: Any = fallback.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == BASE_PATH or path.startswith(BASE_PATH + "/")):
+            response = await handle(Request(scope, receive), self.ctx, path[len(BASE_PATH) + 1 :])
+            await response(scope, receive, send)
+            return
+        await self.fallback(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FhirApp:
     """Build the app for ``settings`` (from the environment when omitted), migrating the schema if asked."""
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
@@ -32,17 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="FHIR R4 server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.context = ctx
-
-    @app.api_route(BASE_PATH, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    @app.api_route(BASE_PATH + "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    async def fhir(request: Request, path: str = "") -> Response:
-        return await handle(request, ctx, path)
-
-    return app
+    fallback = FastAPI(title="FHIR R4 server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    fallback.state.context = ctx
+    return FhirApp(ctx, fallback)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> FhirApp:
     """Factory for ``uvicorn --factory`` (each worker process builds its own app)."""
     return create_app()

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.errors import BadRequest, Gone, NotFound, PreconditionFailed
@@ -42,6 +42,22 @@ _COLUMNS = (
     resource.c.last_updated,
     resource.c.deleted,
     resource.c.content,
+)
+
+
+# The hot read statements, built once (statement construction costs more than the SQLite query itself).
+_KEY = (
+    resource.c.partition == bindparam("partition"),
+    resource.c.resource_type == bindparam("resource_type"),
+    resource.c.id == bindparam("id"),
+)
+_CURRENT = select(*_COLUMNS).where(*_KEY)
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_VERSION = select(resource_history).where(
+    resource_history.c.partition == bindparam("partition"),
+    resource_history.c.resource_type == bindparam("resource_type"),
+    resource_history.c.id == bindparam("id"),
+    resource_history.c.version == bindparam("version"),
 )
 
 
@@ -101,14 +117,8 @@ class ReadUnit:
 
     def current(self, resource_type: str, id: str, *, for_update: bool = False) -> tuple[int, Stored] | None:
         """The current row (pk, version) of a resource, deleted or not; None if it never existed."""
-        stmt = select(*_COLUMNS).where(
-            resource.c.partition == self.partition,
-            resource.c.resource_type == resource_type,
-            resource.c.id == id,
-        )
-        if for_update and not is_sqlite(self.conn):
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+        stmt = _CURRENT_FOR_UPDATE if for_update and not is_sqlite(self.conn) else _CURRENT
+        row = self.conn.execute(stmt, {"partition": self.partition, "resource_type": resource_type, "id": id}).first()
         return (row.pk, _stored(row)) if row else None
 
     def read(self, resource_type: str, id: str) -> Stored:
@@ -123,14 +133,8 @@ class ReadUnit:
 
     def vread(self, resource_type: str, id: str, version: int) -> Stored:
         """https://hl7.org/fhir/R4/http.html#vread: a specific version; 410 for a deletion version."""
-        row = self.conn.execute(
-            select(resource_history).where(
-                resource_history.c.partition == self.partition,
-                resource_history.c.resource_type == resource_type,
-                resource_history.c.id == id,
-                resource_history.c.version == version,
-            )
-        ).first()
+        key = {"partition": self.partition, "resource_type": resource_type, "id": id, "version": version}
+        row = self.conn.execute(_VERSION, key).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} has no version {version}")
         stored = _stored(row)
@@ -386,7 +390,9 @@ class Repository:
 
     @contextmanager
     def reading(self) -> Iterator[ReadUnit]:
-        with self.engine.connect() as conn, conn.begin():
+        """A read unit in autocommit mode: each statement sees the latest commits, without BEGIN/COMMIT
+        round trips (a read interaction is one statement)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             yield ReadUnit(conn, self.partition, self.base_url)
 
     @contextmanager
