@@ -22,7 +22,7 @@ import orjson
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, FhirError, Issue, NotFound, PreconditionFailed
 from fhir_server.search.query import parse_search
-from fhir_server.storage.model import instant, utc_now
+from fhir_server.storage.model import instant, json_bytes, utc_now
 from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -125,10 +125,15 @@ def _entry(index: int, raw: Any, base_url: str) -> Entry:
 def transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispatch) -> list[FhirResponse]:
     """All entries in one database transaction; any failure rolls everything back."""
     _check_unique_targets(entries)
-    raw = orjson.dumps([e.resource for e in entries])
+    pristine = json_bytes([e.resource for e in entries])  # a retry must start from the unrewritten entries
+    attempts = 0
 
     def work(unit: WriteUnit) -> list[FhirResponse]:
-        fresh = [replace(e, resource=r) for e, r in zip(entries, orjson.loads(raw), strict=True)]
+        nonlocal attempts
+        attempts += 1
+        fresh = entries
+        if attempts > 1:
+            fresh = [replace(e, resource=r) for e, r in zip(entries, orjson.loads(pristine), strict=True)]
         return _run_transaction(replace(ctx, unit=unit), req, fresh, dispatch)
 
     try:

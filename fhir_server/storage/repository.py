@@ -16,20 +16,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
-import orjson
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.errors import BadRequest, Gone, NotFound, PreconditionFailed
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.query import SearchQuery
 from fhir_server.search.sql import search_statement
+from fhir_server.storage.bulk import insert_rows, next_primary_keys
 from fhir_server.storage.engine import WRITE, is_sqlite, lock_key
 from fhir_server.storage.history import HistoryQuery, history_statement
-from fhir_server.storage.model import Stored, WriteResult, instant, utc_now
+from fhir_server.storage.model import Stored, WriteResult, instant, json_bytes, utc_now
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
 
 T = TypeVar("T")
@@ -61,6 +60,11 @@ _VERSION = select(resource_history).where(
 )
 
 
+RESOURCE_COLUMNS = ("pk", "partition", "resource_type", "id", "version", "last_updated", "deleted", "content")
+HISTORY_COLUMNS = ("partition", "resource_type", "id", "version", "last_updated", "deleted", "method", "content")
+INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in INDEX_TABLES.items()}
+
+
 def new_id() -> str:
     """A server-assigned logical id."""
     return str(uuid.uuid4())
@@ -70,13 +74,6 @@ def _moment(after: datetime | None) -> datetime:
     """The time of a new version: now (taken after the row lock), and always after the version it replaces."""
     now = utc_now()
     return now if after is None or now > after else after + timedelta(microseconds=1)
-
-
-def _json_default(value: Any) -> Any:
-    """Decimals (from XML, where a float would lose digits) are written with their exact text."""
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value))
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _stored(row: Any, method: str = "") -> Stored:
@@ -293,7 +290,7 @@ class WriteUnit(ReadUnit):
         meta["lastUpdated"] = instant(now)
         body["id"] = id
         body["meta"] = meta
-        content = orjson.dumps(body, default=_json_default)
+        content = json_bytes(body)
         return Stored(body["resourceType"], id, version, now, False, content)
 
     def _index(self, body: dict[str, Any]) -> IndexRows:
@@ -306,75 +303,52 @@ class WriteUnit(ReadUnit):
             .where(resource.c.pk == pk)
             .values(version=new.version, last_updated=new.last_updated, deleted=new.deleted, content=new.content)
         )
-        self.conn.execute(insert(resource_history), [self._history_row(new, method)])
+        insert_rows(self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(new, method)])
         previous = IndexRows() if old.deleted else self._index(old.resource())
         for kind, table in INDEX_TABLES.items():
-            before, after = previous.rows(kind), index.rows(kind)
-            if set(before) == set(after):
+            after = index.rows(kind)
+            if set(previous.rows(kind)) == set(after):
                 continue
             self.conn.execute(delete(table).where(table.c.resource_pk == pk))
-            self._insert_index(kind, pk, new.resource_type, after)
+            insert_rows(self.conn, table, INDEX_COLUMNS[kind], self._index_rows(pk, new.resource_type, after))
 
-    def _history_row(self, stored: Stored, method: str) -> dict[str, Any]:
-        return {
-            "partition": self.partition,
-            "resource_type": stored.resource_type,
-            "id": stored.id,
-            "version": stored.version,
-            "last_updated": stored.last_updated,
-            "deleted": stored.deleted,
-            "method": method,
-            "content": stored.content,
-        }
+    def _history_row(self, stored: Stored, method: str) -> tuple[Any, ...]:
+        return (
+            self.partition,
+            stored.resource_type,
+            stored.id,
+            stored.version,
+            stored.last_updated,
+            stored.deleted,
+            method,
+            stored.content,
+        )
 
-    def _insert_index(self, kind: str, pk: int, resource_type: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        table = INDEX_TABLES[kind]
-        names = [c.name for c in table.columns][3:]
-        prefix = {"resource_pk": pk, "partition": self.partition, "resource_type": resource_type}
-        self.conn.execute(insert(table), [{**prefix, **dict(zip(names, row, strict=True))} for row in rows])
+    def _index_rows(self, pk: int, resource_type: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        prefix = (pk, self.partition, resource_type)
+        return [prefix + row for row in rows]
 
     def flush(self) -> None:
-        """Insert every pending new resource: one multi-row statement per table."""
+        """Insert every pending new resource: one bulk insert (COPY on PostgreSQL) per table."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        pks = next_primary_keys(self.conn, resource, len(pending))
         rows = [
-            {
-                "partition": self.partition,
-                "resource_type": p.stored.resource_type,
-                "id": p.stored.id,
-                "version": p.stored.version,
-                "last_updated": p.stored.last_updated,
-                "deleted": False,
-                "content": p.stored.content,
-            }
-            for p in pending
+            (pk, self.partition, s.resource_type, s.id, s.version, s.last_updated, False, s.content)
+            for pk, s in zip(pks, (p.stored for p in pending), strict=True)
         ]
-        pks = (
-            self.conn.execute(insert(resource).returning(resource.c.pk, sort_by_parameter_order=True), rows)
-            .scalars()
-            .all()
+        insert_rows(self.conn, resource, RESOURCE_COLUMNS, rows)
+        insert_rows(
+            self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(p.stored, "POST") for p in pending]
         )
-        self.conn.execute(insert(resource_history), [self._history_row(p.stored, "POST") for p in pending])
-        self._insert_pending_index(pending, list(pks))
-
-    def _insert_pending_index(self, pending: list[_Pending], pks: list[int]) -> None:
         for kind, table in INDEX_TABLES.items():
-            names = [c.name for c in table.columns][3:]
             batch = [
-                {
-                    "resource_pk": pk,
-                    "partition": self.partition,
-                    "resource_type": p.stored.resource_type,
-                    **dict(zip(names, row, strict=True)),
-                }
+                row
                 for p, pk in zip(pending, pks, strict=True)
-                for row in p.index.rows(kind)
+                for row in self._index_rows(pk, p.stored.resource_type, p.index.rows(kind))
             ]
-            if batch:
-                self.conn.execute(insert(table), batch)
+            insert_rows(self.conn, table, INDEX_COLUMNS[kind], batch)
 
 
 _RETRYABLE = (IntegrityError, OperationalError)

@@ -9,7 +9,6 @@ import httpx
 
 from tests.shared_data import shared
 
-
 # Invalid R4 in the official package: 32 display items lack the mandatory Questionnaire.item.linkId.
 INVALID_EXAMPLES = {"Questionnaire-qs1.json"}
 
