@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,9 +37,9 @@ def unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgres_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped at the end of the session."""
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     admin = create_engine(POSTGRES_URL)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
@@ -52,6 +53,23 @@ def postgres_schema_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[str]:
+    """The session's PostgreSQL schema, shared by the session's server."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the same backend as ``database_url``, for tests that need a clean slate."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -133,7 +151,3 @@ def redis_url() -> str:
 def unique(prefix: str = "t") -> str:
     """A value no other test uses (identifiers, names), so tests can share one server."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"
-
-
-def here() -> Path:
-    return Path(__file__).parent

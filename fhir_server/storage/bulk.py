@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, text
+from sqlalchemy.exc import DBAPIError
 
 from fhir_server.storage.engine import is_sqlite
 
@@ -22,14 +23,19 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Se
         return
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     names = ", ".join(columns)
+    dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
         if is_sqlite(conn):
-            marks = ", ".join("?" for _ in columns)
-            cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", [_sqlite_row(r) for r in rows])
+            sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' for _ in columns)})"
+            cursor.executemany(sql, [_sqlite_row(r) for r in rows])
         else:
-            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            sql = f"COPY {table.name} ({names}) FROM STDIN"
+            with cursor.copy(sql) as copy:
                 for row in rows:
                     copy.write_row(row)
+    except dbapi_error as exc:
+        # The same exception classes SQLAlchemy raises, so callers (the write retry) see an IntegrityError.
+        raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
     finally:
         cursor.close()
 

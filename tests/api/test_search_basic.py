@@ -103,3 +103,17 @@ def test_missing_modifier(client: httpx.Client, family: str) -> None:
     client.post("Patient", json={"resourceType": "Patient", "name": [{"family": family}]})
     assert client.get(f"Patient?family={family}&birthdate:missing=true").json()["total"] == 1
     assert client.get(f"Patient?family={family}&birthdate:missing=false").json()["total"] == 3
+
+
+def test_system_search_by_id(client: httpx.Client, family: str) -> None:
+    org_id = client.get(f"Organization?name={family}").json()["entry"][0]["resource"]["id"]
+    found = client.get(f"?_id={org_id}").json()
+    assert [e["resource"]["resourceType"] for e in found["entry"]] == ["Organization"]
+
+
+def test_summary_and_elements_on_search(client: httpx.Client, family: str) -> None:
+    bundle = client.get(f"Patient?family={family}&_elements=gender").json()
+    assert all(set(e["resource"]) <= {"resourceType", "id", "meta", "gender"} for e in bundle["entry"])
+    as_xml = client.get(f"Patient?family={family}&_format=xml")
+    assert as_xml.headers["content-type"].startswith("application/fhir+xml")
+    assert b"<Bundle" in as_xml.content and b"<Patient" in as_xml.content
