@@ -48,7 +48,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     settings = settings.with_overrides(host=args.host, port=args.port, workers=args.workers)
     if "FHIR_BASE_URL" not in os.environ:
-        settings = settings.with_overrides(base_url=f"http://{settings.host}:{settings.port}/fhir")
+        public_host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
+        if public_host != settings.host:
+            logging.warning("listening on all interfaces: set FHIR_BASE_URL to the address clients use")
+        settings = settings.with_overrides(base_url=f"http://{public_host}:{settings.port}/fhir")
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()

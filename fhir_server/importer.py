@@ -2,7 +2,8 @@
 
 Everything goes through the same router as the REST API, so the same validation and write path apply.
 NDJSON and collection Bundles are streamed (ijson) in chunks, each chunk one database transaction, so a
-1 GB file loads in constant memory; transaction and batch Bundles are applied as a client's POST would be.
+1 GB file loads in constant memory; transaction and batch Bundles are applied whole, as a client's POST
+would be (their references between entries need the whole Bundle).
 Within a folder, batch Bundles load first (they hold the shared resources others reference).
 """
 
@@ -24,7 +25,6 @@ from fhir_server.api.router import dispatch
 from fhir_server.errors import FhirError
 
 CHUNK = 500
-SMALL_FILE = 64 * 1024 * 1024
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _import_file(ctx: Context, file: Path, report: ImportReport, bar: tqdm) -> N
         tracked = _Tracked(stream, bar)
         if file.suffix == ".ndjson":
             _write_chunks(ctx, _ndjson(tracked, file), report)
-        elif _bundle_type(file) == "collection" or file.stat().st_size > SMALL_FILE:
+        elif _bundle_type(file) == "collection":
             _write_chunks(ctx, _bundle_entries(tracked, file), report)
         else:
             _post_bundle(ctx, file, orjson.loads(tracked.read()), report)
@@ -88,7 +88,7 @@ def _ndjson(stream: Iterable[bytes], file: Path) -> Iterator[tuple[str, Any]]:
 
 def _bundle_entries(stream: _Tracked, file: Path) -> Iterator[tuple[str, Any]]:
     for index, entry in enumerate(ijson.items(stream, "entry.item", use_float=True)):
-        yield f"{file} Bundle.entry[{index}]", (entry or {}).get("resource")
+        yield f"{file} Bundle.entry[{index}]", entry.get("resource") if isinstance(entry, dict) else None
 
 
 def _write_chunks(ctx: Context, items: Iterator[tuple[str, Any]], report: ImportReport) -> None:

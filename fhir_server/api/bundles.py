@@ -19,9 +19,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from fhir_server.api.interactions import criteria
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, FhirError, Issue, NotFound, PreconditionFailed
-from fhir_server.search.query import parse_search
+from fhir_server.search.query import SearchQuery
 from fhir_server.storage.model import instant, json_bytes, utc_now
 from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
 
@@ -81,7 +82,7 @@ def process(ctx: Context, req: FhirRequest) -> FhirResponse:
     if bundle.get("resourceType") != "Bundle":
         raise BadRequest("POST to the base takes a Bundle (batch or transaction)", expression="resourceType")
     kind = bundle.get("type")
-    if kind not in {"batch", "transaction"}:
+    if not isinstance(kind, str) or kind not in {"batch", "transaction"}:
         raise BadRequest(f"Bundle.type must be batch or transaction, not '{kind}'", expression="Bundle.type")
     entries = parse_entries(bundle, ctx.base_url)
     if kind == "transaction":
@@ -118,14 +119,19 @@ def _entry(index: int, raw: Any, base_url: str) -> Entry:
     resource = raw.get("resource")
     if method in {"POST", "PUT"} and not isinstance(resource, dict):
         raise BadRequest(f"{where} ({method}) needs a resource", expression=f"{where}.resource")
+    full_url = raw.get("fullUrl")
+    if full_url is not None and not isinstance(full_url, str):
+        raise BadRequest(f"{where}.fullUrl must be a string", expression=f"{where}.fullUrl")
     headers = {h: str(request[k]) for k, h in _HEADERS.items() if request.get(k)}
-    return Entry(index, method, url.lstrip("/"), raw.get("fullUrl"), resource, headers)
+    return Entry(index, method, url.lstrip("/"), full_url, resource, headers)
 
 
 def transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispatch) -> list[FhirResponse]:
     """All entries in one database transaction; any failure rolls everything back."""
-    _check_unique_targets(entries)
-    pristine = json_bytes([e.resource for e in entries])  # a retry must start from the unrewritten entries
+    try:
+        pristine = json_bytes([e.resource for e in entries])  # a retry must start from the unrewritten entries
+    except orjson.JSONEncodeError as exc:
+        raise BadRequest(f"the Bundle cannot be processed: {exc}", expression="Bundle.entry") from exc
     attempts = 0
 
     def work(unit: WriteUnit) -> list[FhirResponse]:
@@ -145,8 +151,12 @@ def transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: 
 def _run_transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispatch) -> list[FhirResponse]:
     unit = ctx.unit
     assert unit is not None
-    ids = _resolve_targets(ctx, unit, entries)
-    resolver = ReferenceResolver(unit, ids)
+    conditions = _conditions(entries)
+    unit.lock_conditions(conditions.values())
+    ids = _resolve_targets(unit, entries, conditions)
+    _check_unique_targets(entries)
+    pending = {_criteria_key(q): target for i, q in conditions.items() if (target := entries[i].target)}
+    resolver = ReferenceResolver(unit, ids, pending)
     for entry in entries:
         with failing(entry):
             resolver.rewrite(entry.resource)
@@ -176,61 +186,70 @@ def _entry_error(failed: EntryFailed) -> FhirError:
 
 
 def _check_unique_targets(entries: list[Entry]) -> None:
+    """R4: a transaction SHALL fail when two entries change the same resource (after resolving them)."""
     seen: dict[str, int] = {}
     for e in entries:
-        if e.method in {"PUT", "DELETE", "PATCH"} and "?" not in e.url:
-            if e.path in seen:
-                raise BadRequest(
-                    f"{e.label()} and Bundle.entry[{seen[e.path]}] both change {e.path}", expression=e.label()
-                )
-            seen[e.path] = e.index
+        if e.method not in {"PUT", "DELETE", "PATCH"} or (e.target is None and "?" in e.url):
+            continue
+        identity = e.target or e.path
+        if identity in seen:
+            raise BadRequest(
+                f"{e.label()} and Bundle.entry[{seen[identity]}] both change {identity}", expression=e.label()
+            )
+        seen[identity] = e.index
 
 
-def _resolve_targets(ctx: Context, unit: WriteUnit, entries: list[Entry]) -> dict[str, str]:
+def _conditions(entries: list[Entry]) -> dict[int, SearchQuery]:
+    """The criteria of conditional creates (ifNoneExist) and conditional updates, by entry index."""
+    found: dict[int, SearchQuery] = {}
+    for entry in entries:
+        with failing(entry):
+            if entry.method == "POST" and entry.headers.get("if-none-exist"):
+                query = entry.headers["if-none-exist"].split("?", 1)[-1]
+                found[entry.index] = criteria(entry.resource_type, query, "ifNoneExist")
+            elif entry.method == "PUT" and "?" in entry.url:
+                found[entry.index] = criteria(entry.resource_type, entry.url.split("?", 1)[1], "conditional update")
+    return found
+
+
+def _criteria_key(query: SearchQuery) -> str:
+    return f"{query.resource_type}?{query.canonical()}"
+
+
+def _resolve_targets(unit: WriteUnit, entries: list[Entry], conditions: dict[int, SearchQuery]) -> dict[str, str]:
     """Give each entry the ``Type/id`` it will write, mapping fullUrls to them before any write."""
     ids: dict[str, str] = {}
     for entry in entries:
         with failing(entry):
-            target = _target(unit, entry)
+            target = _target(unit, entry, conditions.get(entry.index))
         if target is None:
             continue
         entry.target = target
         if entry.full_url:
             ids[entry.full_url] = target
+            tail = entry.full_url.rsplit("/", 2)[-2:]
+            if entry.method == "POST" and "://" in entry.full_url and len(tail) == 2:
+                ids["/".join(tail)] = target  # relative references to an absolute fullUrl
     return ids
 
 
-def _target(unit: WriteUnit, entry: Entry) -> str | None:
+def _target(unit: WriteUnit, entry: Entry, condition: SearchQuery | None) -> str | None:
     rtype = entry.resource_type
     if entry.method == "POST":
         if isinstance(entry.resource, dict) and entry.resource.get("resourceType") != rtype:
             raise BadRequest(
                 f"the resource is a {entry.resource.get('resourceType')}, not a {rtype}", expression="resourceType"
             )
-        condition = entry.headers.get("if-none-exist")
-        if condition:
-            matches = unit.conditional_matches(_criteria(rtype, condition.split("?", 1)[-1]))
-            if len(matches) > 1:
-                raise PreconditionFailed(f"ifNoneExist '{condition}' matches more than one resource")
-            if matches:
-                entry.matched = True
-                return matches[0].reference
-        return f"{rtype}/{new_id()}"
-    if entry.method == "PUT" and "?" in entry.url:
-        matches = unit.conditional_matches(_criteria(rtype, entry.url.split("?", 1)[1]))
+        matches = unit.conditional_matches(condition) if condition else []
         if len(matches) > 1:
-            raise PreconditionFailed(
-                f"conditional update '{entry.url}' matches more than one resource", code="multiple-matches"
-            )
-        body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
-        return matches[0].reference if matches else f"{rtype}/{body_id or new_id()}"
+            raise PreconditionFailed("ifNoneExist criteria match more than one resource")
+        entry.matched = bool(matches)
+        return matches[0].reference if matches else f"{rtype}/{new_id()}"
+    if entry.method == "PUT" and condition is not None:
+        return f"{rtype}/{unit.conditional_target(condition, entry.resource.get('id'))}"
     if entry.method == "PUT":
         return entry.path
     return None
-
-
-def _criteria(resource_type: str, query: str) -> Any:
-    return parse_search(resource_type, parse_qsl(query, keep_blank_values=True))
 
 
 def _run_entry(ctx: Context, req: FhirRequest, entry: Entry, dispatch: Dispatch) -> FhirResponse:
@@ -271,7 +290,7 @@ def _patch_body(entry: Entry) -> tuple[Any, str]:
         return resource, "json"
     try:
         return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True)), "json-patch"
-    except (binascii.Error, orjson.JSONDecodeError) as exc:
+    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise BadRequest("the Binary's data is not a base64 JSON Patch", expression="Binary.data") from exc
 
 
@@ -292,9 +311,10 @@ def batch(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: Dispat
 class ReferenceResolver:
     """Rewrites ``urn:uuid:``/fullUrl references and resolves conditional references to ``Type/id``."""
 
-    def __init__(self, unit: ReadUnit, ids: dict[str, str]) -> None:
+    def __init__(self, unit: ReadUnit, ids: dict[str, str], pending: dict[str, str] | None = None) -> None:
         self.unit = unit
         self.ids = ids
+        self.pending = pending or {}  # "Type?criteria" of this Bundle's conditional entries -> their target
         self.cache: dict[str, str] = {}
 
     @staticmethod
@@ -328,7 +348,10 @@ class ReferenceResolver:
 
     def _conditional(self, ref: str) -> str:
         rtype, query = ref.split("?", 1)
-        matches = self.unit.search(_criteria(rtype, query).with_count(2)).matches
+        parsed = criteria(rtype, query, "conditional reference")
+        if _criteria_key(parsed) in self.pending:
+            return self.pending[_criteria_key(parsed)]
+        matches = self.unit.search(parsed.with_count(2)).matches
         if len(matches) != 1:
             found = "no resource" if not matches else "more than one resource"
             raise PreconditionFailed(f"conditional reference '{ref}' matches {found}", code="not-found")

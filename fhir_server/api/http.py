@@ -103,7 +103,7 @@ def parse_body(raw: bytes, content_type: str | None) -> tuple[Any, str]:
 def response_format(request: Request) -> str:
     """``json`` or ``xml``, from ``_format`` first, then the Accept header; JSON by default."""
     wanted = request.query_params.get("_format")
-    candidates = [wanted] if wanted else [p.split(";", 1)[0] for p in request.headers.get("accept", "").split(",")]
+    candidates = [wanted] if wanted else accepted_types(request.headers.get("accept", ""))
     for candidate in candidates:
         media = candidate.strip().lower().replace(" ", "+")
         if media in XML_TYPES:
@@ -113,6 +113,24 @@ def response_format(request: Request) -> str:
     if wanted and wanted not in {"html", "text/html"}:
         raise UnsupportedMediaType(f"_format '{wanted}' is not supported; use json or xml", expression="_format")
     return "json"
+
+
+def accepted_types(accept: str) -> list[str]:
+    """The media types of an Accept header, most preferred (highest q) first; q=0 means not acceptable."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media and quality > 0:
+            ranked.append((-quality, position, media))
+    return [media for _, _, media in sorted(ranked)]
 
 
 def render(resp: FhirResponse, req: FhirRequest, fmt: str) -> Response:

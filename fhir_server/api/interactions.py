@@ -19,15 +19,20 @@ from fhir_server.errors import (
     information,
 )
 from fhir_server.operations.patch import apply_fhirpath_patch, apply_json_patch
-from fhir_server.search.query import SearchQuery, parse_search
+from fhir_server.search.query import RESULT_PARAMETERS, SearchQuery, parse_search, whole_number
 from fhir_server.storage.model import Stored, WriteResult
 from fhir_server.storage.repository import WriteUnit
 from fhir_server.validation import validate_resource
 
+NOT_CRITERIA = RESULT_PARAMETERS | {"_count", "_page", "_sort", "_include", "_revinclude"}
+
 
 def criteria(resource_type: str, query: str | list[tuple[str, str]], what: str) -> SearchQuery:
-    """The search criteria of a conditional interaction; empty criteria are refused."""
+    """The search criteria of a conditional interaction; empty criteria and paging/result parameters are refused."""
     params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
+    for key, _ in params:
+        if key in NOT_CRITERIA:
+            raise BadRequest(f"{what} criteria cannot use '{key}'", expression=key)
     parsed = parse_search(resource_type, params)
     if not parsed.clauses:
         raise BadRequest(f"{what} needs search criteria", expression=what)
@@ -95,7 +100,7 @@ def patch(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirRe
         current = found[1]  # type: ignore[index]
         patched = _patched(req, current)
         validate_resource(patched, resource_type)
-        return unit.update(patched, id, if_match=if_match or current.version, method="PATCH")
+        return unit.update(patched, id, if_match=current.version if if_match is None else if_match, method="PATCH")
 
     return written(ctx, req, ctx.write(work))
 
@@ -114,7 +119,11 @@ def _patched(req: FhirRequest, current: Stored) -> dict[str, Any]:
         if not isinstance(req.body, list):
             raise BadRequest("a JSON Patch body must be an array of operations", code="structure")
         return apply_json_patch(current.resource(), req.body)
-    if req.content_type == "json" and isinstance(req.body, dict) and req.body.get("resourceType") == "Parameters":
+    if (
+        req.content_type in {"json", "xml"}
+        and isinstance(req.body, dict)
+        and req.body.get("resourceType") == "Parameters"
+    ):
         return apply_fhirpath_patch(current.resource(), req.body)
     raise UnsupportedMediaType(
         "PATCH takes application/json-patch+json or a FHIRPath Patch Parameters resource "
@@ -133,7 +142,9 @@ def delete(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirR
     if_match = version_from_etag(req.header("if-match"), "If-Match")
     result = ctx.write(lambda u: u.delete(resource_type, id, if_match=if_match))
     if result is None:
-        return FhirResponse(200, information(f"{resource_type}/{id} was already deleted; nothing changed"))
+        return FhirResponse(
+            200, information(f"{resource_type}/{id} does not exist or is already deleted; nothing changed")
+        )
     headers = {"ETag": result.stored.etag}
     return FhirResponse(
         200, information(f"deleted {resource_type}/{id} (version {result.stored.version})"), headers=headers
@@ -159,9 +170,8 @@ def read(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirRes
 
 def vread(ctx: Context, req: FhirRequest, resource_type: str, id: str, version: str) -> FhirResponse:
     """GET [type]/[id]/_history/[vid]"""
-    if not version.isdigit():
-        raise NotFound(f"{resource_type}/{id} has no version '{version}'")
-    stored = ctx.read(lambda u: u.vread(resource_type, id, int(version)))
+    number = whole_number("version", version)
+    stored = ctx.read(lambda u: u.vread(resource_type, id, number))
     return _version_response(ctx, req, stored)
 
 

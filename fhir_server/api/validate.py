@@ -43,8 +43,10 @@ def _target(ctx: Context, req: FhirRequest, resource_type: str, id: str | None) 
     body = req.resource_body()
     if body.get("resourceType") != "Parameters":
         return body, req.param("mode")
-    parts = {p.get("name"): p for p in body.get("parameter") or [] if isinstance(p, dict)}
+    listed = body.get("parameter")
+    listed = listed if isinstance(listed, list) else []
+    parts = {p["name"]: p for p in listed if isinstance(p, dict) and isinstance(p.get("name"), str)}
     mode = (parts.get("mode") or {}).get("valueCode") or req.param("mode")
-    if mode is not None and mode not in MODES:
+    if mode is not None and (not isinstance(mode, str) or mode not in MODES):
         raise BadRequest(f"mode must be one of create, update, delete, not '{mode}'", expression="mode")
     return (parts.get("resource") or {}).get("resource"), mode

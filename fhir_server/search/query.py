@@ -80,6 +80,16 @@ class SearchQuery:
     def after(self, pk: int) -> SearchQuery:
         return replace(self, after_pk=pk)
 
+    def relative_to(self, base_url: str | None) -> SearchQuery:
+        """Reference values written as absolute URLs on this server's base, made relative (``Type/id``)."""
+        if not base_url:
+            return self
+        clauses = tuple(
+            replace(c, values=tuple(v.removeprefix(base_url) for v in c.values)) if c.type == "reference" else c
+            for c in self.clauses
+        )
+        return replace(self, clauses=clauses)
+
 
 def parse_search(
     resource_type: str | None,
@@ -97,9 +107,9 @@ def parse_search(
     for key, value in params:
         try:
             if key == "_count":
-                count = min(_non_negative_int(key, value), max_count)
+                count = min(whole_number(key, value), max_count)
             elif key == "_page":
-                after_pk = _non_negative_int(key, value)
+                after_pk = whole_number(key, value)
             elif key not in RESULT_PARAMETERS:
                 clauses.append(_clause(resource_type, key, value))
         except BadRequest as error:
@@ -109,9 +119,13 @@ def parse_search(
     return SearchQuery(resource_type, tuple(clauses), count, after_pk, tuple(warnings))
 
 
-def _non_negative_int(key: str, value: str) -> int:
-    if not value.isdigit():
-        raise BadRequest(f"parameter {key} must be a non-negative integer, not '{value}'", expression=key)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def whole_number(name: str, value: str) -> int:
+    """A non-negative integer parameter (``_count``, ``_page``, a version id) within 64-bit range."""
+    if not _WHOLE_NUMBER.fullmatch(value):
+        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'", expression=name)
     return int(value)
 
 
@@ -128,6 +142,10 @@ def _clause(resource_type: str | None, key: str, value: str) -> Clause:
             expression=key,
             code="not-supported",
         )
+    if name in SPECIAL_TYPES and modifier:
+        raise BadRequest(f"modifier ':{modifier}' is not supported on '{name}'", expression=key, code="not-supported")
+    if "\x00" in value:
+        raise BadRequest(f"parameter '{key}' contains a NUL character", expression=key)
     values = tuple(v.replace("\\,", ",") for v in _SPLIT.split(value))
     if any(v == "" for v in values):
         raise BadRequest(f"parameter '{key}' has an empty value", expression=key)

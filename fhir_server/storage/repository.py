@@ -11,8 +11,10 @@ both create. Updates lock the resource row; version ids are strictly sequential.
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from fhir_server.errors import BadRequest, Gone, NotFound, PreconditionFailed
+from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.query import SearchQuery
 from fhir_server.search.sql import search_statement
@@ -141,7 +143,7 @@ class ReadUnit:
 
     def search(self, query: SearchQuery) -> SearchPage:
         """Run a search; one SQL statement over the index tables, keyset-paged on the resource pk."""
-        stmt = search_statement(query, self.partition, _COLUMNS)
+        stmt = search_statement(query.relative_to(self.base_url), self.partition, _COLUMNS)
         rows = self.conn.execute(stmt).all()
         limit = query.count
         more = limit is not None and len(rows) > limit
@@ -151,7 +153,8 @@ class ReadUnit:
 
     def count(self, query: SearchQuery) -> int:
         """The number of resources matching ``query`` (ignoring paging)."""
-        return int(self.conn.execute(search_statement(query, self.partition, _COLUMNS, count=True)).scalar_one())
+        stmt = search_statement(query.relative_to(self.base_url), self.partition, _COLUMNS, count=True)
+        return int(self.conn.execute(stmt).scalar_one())
 
     def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
         """A page of versions, newest first, and the query for the next page (None when done)."""
@@ -195,8 +198,8 @@ class WriteUnit(ReadUnit):
 
         ``id`` lets a transaction pre-assign the id it already used to rewrite ``urn:uuid:`` references.
         """
-        stored = self._version(body, id or new_id(), 1)
-        self._pending.append(_Pending(stored, self._index(body)))
+        stamped, stored = self._version(body, id or new_id(), 1)
+        self._pending.append(_Pending(stored, self._index(stamped)))
         return WriteResult(stored, created=True)
 
     def update(self, body: dict[str, Any], id: str, *, if_match: int | None = None, method: str = "PUT") -> WriteResult:
@@ -212,18 +215,20 @@ class WriteUnit(ReadUnit):
             raise PreconditionFailed(
                 f"If-Match version {if_match} does not match the current version {old.version} of {resource_type}/{id}"
             )
-        stored = self._version(body, id, old.version + 1, after=old.last_updated)
-        self._replace(pk, old, stored, self._index(body), method)
+        stamped, stored = self._version(body, id, old.version + 1, after=old.last_updated)
+        self._replace(pk, old, stored, self._index(stamped), method)
         return WriteResult(stored, created=old.deleted)
 
     def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> WriteResult | None:
-        """https://hl7.org/fhir/R4/http.html#delete: a versioned tombstone; None if already deleted."""
+        """https://hl7.org/fhir/R4/http.html#delete: a versioned tombstone.
+
+        None when there is nothing to delete (never existed, or already deleted): R4 answers that with
+        success too, and writes nothing.
+        """
         found = self.current(resource_type, id, for_update=True)
-        if found is None:
-            raise NotFound(f"{resource_type}/{id} is not known")
-        if found[1].deleted:
+        if found is None or found[1].deleted:
             if if_match is not None:
-                raise PreconditionFailed(f"{resource_type}/{id} is deleted, so If-Match cannot match")
+                raise PreconditionFailed(f"{resource_type}/{id} does not exist, so If-Match cannot match")
             return None
         pk, old = found
         if if_match is not None and if_match != old.version:
@@ -236,8 +241,14 @@ class WriteUnit(ReadUnit):
 
     def conditional_matches(self, query: SearchQuery, *, limit: int = 2) -> list[Stored]:
         """The resources a conditional interaction's criteria select, locked against identical writers."""
-        lock_key(self.conn, f"conditional:{self.partition}:{query.resource_type}?{query.canonical()}")
+        self.lock_conditions([query])
         return self.search(query.with_count(limit)).matches
+
+    def lock_conditions(self, queries: Iterable[SearchQuery]) -> None:
+        """Take the locks of several conditional criteria in one global order, so writers never deadlock."""
+        names = {f"conditional:{self.partition}:{q.resource_type}?{q.canonical()}" for q in queries}
+        for name in sorted(names):
+            lock_key(self.conn, name)
 
     def conditional_create(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#ccreate: create unless ``If-None-Exist`` matches one."""
@@ -252,6 +263,10 @@ class WriteUnit(ReadUnit):
 
     def conditional_update(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#cond-update"""
+        return self.update(body, self.conditional_target(query, body.get("id")))
+
+    def conditional_target(self, query: SearchQuery, body_id: Any) -> str:
+        """The id a conditional update writes: the one match, else the body's id (if free) or a new one."""
         matches = self.conditional_matches(query)
         if len(matches) > 1:
             raise PreconditionFailed(
@@ -259,14 +274,21 @@ class WriteUnit(ReadUnit):
                 code="multiple-matches",
             )
         if matches:
-            target = matches[0].id
-            if body.get("id") not in (None, target):
+            if body_id not in (None, matches[0].id):
                 raise BadRequest(
-                    f"the body's id '{body['id']}' differs from the id '{target}' the criteria matched",
+                    f"the body's id '{body_id}' differs from the id '{matches[0].id}' the criteria matched",
                     expression="id",
                 )
-            return self.update(body, target)
-        return self.create(body, body.get("id") or None)
+            return matches[0].id
+        if body_id is None:
+            return new_id()
+        existing = self.current(str(query.resource_type), body_id)
+        if existing is not None and not existing[1].deleted:
+            raise Conflict(
+                f"no resource matches the criteria, but {query.resource_type}/{body_id} exists and does not match them",
+                expression="id",
+            )
+        return str(body_id)
 
     def conditional_delete(self, query: SearchQuery, *, multiple: bool, limit: int) -> list[WriteResult]:
         """https://hl7.org/fhir/R4/http.html#cdelete: one match, or all of them when ``multiple``."""
@@ -282,16 +304,18 @@ class WriteUnit(ReadUnit):
         return [r for r in results if r is not None]
 
     # -- the write path -------------------------------------------------------------------------
-    def _version(self, body: dict[str, Any], id: str, version: int, after: datetime | None = None) -> Stored:
-        """Stamp id and meta on the client's dict and serialise it once; these are the bytes served."""
+    def _version(
+        self, body: dict[str, Any], id: str, version: int, after: datetime | None = None
+    ) -> tuple[dict[str, Any], Stored]:
+        """A copy of the client's dict with id and meta stamped, and its bytes (serialised once, as served).
+
+        The client's dict is left as it was, so a retried unit starts from the same input.
+        """
         now = _moment(after)
-        meta = dict(body.get("meta") or {})
-        meta["versionId"] = str(version)
-        meta["lastUpdated"] = instant(now)
-        body["id"] = id
-        body["meta"] = meta
-        content = json_bytes(body)
-        return Stored(body["resourceType"], id, version, now, False, content)
+        meta = {**(body.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
+        stamped = {"resourceType": body["resourceType"], "id": id, "meta": meta}
+        stamped.update((k, v) for k, v in body.items() if k not in stamped)
+        return stamped, Stored(body["resourceType"], id, version, now, False, json_bytes(stamped))
 
     def _index(self, body: dict[str, Any]) -> IndexRows:
         return extract_index(body, self.base_url)
@@ -383,9 +407,10 @@ class Repository:
                 with self.writing() as unit:
                     return work(unit)
             except _RETRYABLE as exc:
-                if attempt == attempts - 1 or not _is_collision(exc):
+                if not _is_collision(exc):
                     raise
-        raise AssertionError("unreachable")
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # let the other writer finish first
+        raise Conflict("the write collided with concurrent writes to the same resources; retry it", code="transient")
 
     def read(self, work: Callable[[ReadUnit], T]) -> T:
         with self.reading() as unit:

@@ -12,6 +12,7 @@ lexical form, for resources no fhir.resources model can validate.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fhir_server.errors import Issue
@@ -21,6 +22,8 @@ from .primitives import format_problem
 from .structure import ElementSpec, Node, resource_node
 
 NOT_BLANK = "it must contain non-whitespace characters"  # https://hl7.org/fhir/R4/datatypes.html#string
+NO_CONTROL = "it must not contain control characters other than tab, carriage return and line feed"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 EXPECTED_JSON = {
     "boolean": "a JSON boolean (true or false)",
     "integer": "a JSON integer",
@@ -128,6 +131,9 @@ class ResourceWalk:
         if type(value) is str:
             if not value or value.isspace():
                 self.issues.append(diagnostics.invalid_value(expression, value, spec.fhir_type, NOT_BLANK))
+                return
+            if not value.isprintable() and _CONTROL.search(value):
+                self.issues.append(diagnostics.invalid_value(expression, value, spec.fhir_type, NO_CONTROL))
                 return
             if spec.value_set is not None and value not in spec.value_set.allowed:
                 self.issues.append(diagnostics.invalid_code(expression, value, spec.value_set))

@@ -100,7 +100,9 @@ def test_read_unknown_is_404(client: httpx.Client) -> None:
     response = client.get("Patient/does-not-exist")
     assert response.status_code == 404
     assert issue(response)["code"] == "not-found"
-    assert client.delete("Patient/does-not-exist").status_code == 404
+    deleted = client.delete("Patient/does-not-exist")  # R4: deleting what is not there succeeds, writes nothing
+    assert deleted.status_code == 200
+    assert "nothing changed" in issue(deleted)["diagnostics"]  # type: ignore[operator]
 
 
 def test_if_match_guards_updates(client: httpx.Client) -> None:

@@ -26,7 +26,10 @@ def test_migrations_match_schema(fresh_database_url: str) -> None:
 def test_migrate_command(fresh_database_url: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fhir_server.cli", "--database-url", fresh_database_url, "migrate"],
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "is at revision head" in result.stdout

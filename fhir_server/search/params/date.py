@@ -136,7 +136,8 @@ def _compare(low: Any, high: Any, value: str) -> ColumnElement[bool]:
 def range_clause(prefix: str, low: Any, high: Any, start: Any, end: Any) -> ColumnElement[bool]:
     """How a target range [low, high] relates to a search range [start, end] for each prefix.
 
-    https://hl7.org/fhir/R4/search.html#prefix (``ap`` here: the ranges overlap).
+    https://hl7.org/fhir/R4/search.html#prefix: ``ge`` is "the range above the search value overlaps the
+    target, or the search range contains it" (``le`` mirrors it); ``ap`` here: the ranges overlap.
     """
     match prefix:
         case "eq":
@@ -148,9 +149,9 @@ def range_clause(prefix: str, low: Any, high: Any, start: Any, end: Any) -> Colu
         case "lt":
             return low < start
         case "ge":
-            return high >= start
+            return or_(high > end, and_(low >= start, high <= end))
         case "le":
-            return low <= end
+            return or_(low < start, and_(low >= start, high <= end))
         case "sa":
             return low > end
         case "eb":

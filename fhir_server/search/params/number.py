@@ -94,4 +94,5 @@ def number_clause(prefix: str, column: Any, value: float, low: float, high: floa
         case "le":
             return column <= value
         case _:
-            return and_(column >= value * 0.9, column <= value * 1.1)
+            low, high = sorted((value * 0.9, value * 1.1))
+            return and_(column >= low, column <= high)
