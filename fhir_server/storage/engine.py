@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
 WRITE = "fhir_write"
+READ = "fhir_read"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -50,11 +51,20 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            return
+        if options.get(READ):
+            return  # no BEGIN: each read statement runs on its own (autocommit), like PostgreSQL reads
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE) else "BEGIN")
 
     return engine
+
+
+def read_options(engine: Engine) -> dict[str, object]:
+    """Execution options for a read unit: autocommit statements, without BEGIN/COMMIT round trips.
+
+    SQLite skips its BEGIN in the hook above (setting an isolation level per checkout costs more than
+    the read); PostgreSQL uses the driver's autocommit.
+    """
+    return {READ: True} if is_sqlite(engine) else {"isolation_level": "AUTOCOMMIT"}
 
 
 def is_sqlite(engine_or_conn: Engine | Connection) -> bool:

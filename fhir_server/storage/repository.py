@@ -28,7 +28,7 @@ from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.query import SearchQuery
 from fhir_server.search.sql import search_statement
 from fhir_server.storage.bulk import insert_rows, next_primary_keys
-from fhir_server.storage.engine import WRITE, is_sqlite, lock_key
+from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
 from fhir_server.storage.model import Stored, WriteResult, instant, json_bytes, utc_now
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
@@ -390,7 +390,7 @@ class Repository:
     def reading(self) -> Iterator[ReadUnit]:
         """A read unit in autocommit mode: each statement sees the latest commits, without BEGIN/COMMIT
         round trips (a read interaction is one statement)."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with self.engine.connect().execution_options(**read_options(self.engine)) as conn:
             yield ReadUnit(conn, self.partition, self.base_url)
 
     @contextmanager
