@@ -21,20 +21,25 @@ from bench.server import database, running_server
 SYNTHEA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "synthea"
 
 
-def bundles() -> list[bytes]:
-    """Shared batch bundles first, then every patient transaction bundle, as raw bytes."""
-    pipes = sorted((SYNTHEA / "fhir-data-pipes-r4").glob("*Information*.json"))
-    rest = sorted(p for p in SYNTHEA.glob("*/*.json") if p not in pipes)
-    return [p.read_bytes() for p in pipes + rest]
+def bundles() -> list[list[bytes]]:
+    """Load phases, as raw bytes: the shared batch bundles, the fhir-data-pipes patients (whose conditional
+    references need the shared ones), then the SMART patients (which POST Organizations with the same
+    identifiers, so they must not run before the conditional references are resolved)."""
+    pipes = SYNTHEA / "fhir-data-pipes-r4"
+    shared = sorted(pipes.glob("*Information*.json"))
+    patients = sorted(p for p in pipes.glob("*.json") if p not in shared)
+    smart = sorted((SYNTHEA / "smart-on-fhir-r4").glob("*.json"))
+    return [[p.read_bytes() for p in phase] for phase in (shared, patients, smart)]
 
 
 def entry_count(raw: bytes) -> int:
     return len(orjson.loads(raw).get("entry", []))
 
 
-def ingest(base: str, payloads: list[bytes], clients: int) -> tuple[int, float]:
+def ingest(base: str, phases: list[list[bytes]], clients: int) -> tuple[int, float]:
+    """POST the patient transaction bundles with ``clients`` concurrent clients; time only those."""
     headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
-    shared, patients = payloads[:2], payloads[2:]
+    shared, *patient_phases = phases
     with httpx.Client(timeout=600) as http:
         for raw in shared:  # the shared Organizations/Practitioners others reference
             http.post(base, content=raw, headers=headers).raise_for_status()
@@ -46,9 +51,10 @@ def ingest(base: str, payloads: list[bytes], clients: int) -> tuple[int, float]:
 
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(post, patients))
+            for phase in patient_phases:
+                list(pool.map(post, phase))
         elapsed = time.perf_counter() - started
-    return sum(entry_count(p) for p in patients), elapsed
+    return sum(entry_count(p) for phase in patient_phases for p in phase), elapsed
 
 
 def main() -> None:

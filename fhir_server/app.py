@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FhirApp:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Few threads: interactions are short and CPU-bound in Python; more threads only fight for the GIL.
+        to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
         engine.dispose()
 

@@ -11,7 +11,9 @@ both create. Updates lock the resource row; version ids are strictly sequential.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -385,6 +387,9 @@ class Repository:
         self.engine = engine
         self.partition = partition
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
+        # SQLite has one writer at a time anyway; queueing this process's writers on a lock avoids
+        # SQLite's busy handler, which sleeps in growing steps and makes write latency jump.
+        self._writer = threading.Lock() if is_sqlite(engine) else contextlib.nullcontext()
 
     @contextmanager
     def reading(self) -> Iterator[ReadUnit]:
@@ -395,7 +400,7 @@ class Repository:
 
     @contextmanager
     def writing(self) -> Iterator[WriteUnit]:
-        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        with self._writer, self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
             unit = WriteUnit(conn, self.partition, self.base_url)
             yield unit
             unit.flush()
