@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from fhir_server.api.http import handle
 from fhir_server.api.request import Context
 from fhir_server.config import Settings
-from fhir_server.storage.engine import make_engine
+from fhir_server.storage.engine import is_sqlite, make_engine
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FhirApp:
     engine = make_engine(settings.database_url)
     if settings.auto_migrate:
         upgrade(engine)
-    ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
+    ctx = Context(Repository(engine, settings.partition, settings.base_url), settings, inline_lookups=is_sqlite(engine))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -97,9 +97,11 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     report = import_paths(ctx, args.paths, progress=not args.quiet)
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
-    print(f"imported {report.written} resources; {len(report.errors)} errors")
+    if report.failed > len(report.errors):
+        print(f"error: ... and {report.failed - len(report.errors)} more", file=sys.stderr)
+    print(f"imported {report.written} resources; {report.failed} errors")
     engine.dispose()
-    return 1 if report.errors else 0
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

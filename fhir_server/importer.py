@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import ijson
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from fhir_server.api.request import Context, FhirRequest
@@ -25,14 +26,21 @@ from fhir_server.api.router import dispatch
 from fhir_server.errors import FhirError
 
 CHUNK = 500
+MAX_LISTED_ERRORS = 1000
 
 
 @dataclass
 class ImportReport:
-    """What an import did: resources written per file, and each problem with where it was."""
+    """What an import did: resources written, how many problems, and the first of them with where they were."""
 
     written: int = 0
+    failed: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def problem(self, message: str) -> None:
+        self.failed += 1
+        if len(self.errors) < MAX_LISTED_ERRORS:
+            self.errors.append(message)
 
 
 def import_paths(ctx: Context, paths: Iterable[Path], progress: bool = True) -> ImportReport:
@@ -44,7 +52,10 @@ def import_paths(ctx: Context, paths: Iterable[Path], progress: bool = True) -> 
     ) as bar:
         for file in files:
             bar.set_description(file.name[:40])
-            _import_file(ctx, file, report, bar)
+            try:
+                _import_file(ctx, file, report, bar)
+            except (SQLAlchemyError, ijson.JSONError, orjson.JSONDecodeError, OSError) as exc:
+                report.problem(f"{file}: stopped: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     return report
 
 
@@ -118,7 +129,8 @@ def _write_chunk(ctx: Context, chunk: list[tuple[str, Any]], report: ImportRepor
 
     written, errors = ctx.write(work)
     report.written += written
-    report.errors += errors
+    for error in errors:
+        report.problem(error)
 
 
 def _upsert_request(resource: Any) -> FhirRequest:
@@ -137,12 +149,12 @@ def _upsert_request(resource: Any) -> FhirRequest:
 def _post_bundle(ctx: Context, file: Path, bundle: Any, report: ImportReport) -> None:
     kind = bundle.get("type") if isinstance(bundle, dict) else None
     if kind not in {"transaction", "batch"}:
-        report.errors.append(f"{file}: not a transaction, batch or collection Bundle")
+        report.problem(f"{file}: not a transaction, batch or collection Bundle")
         return
     try:
         response = dispatch(ctx, FhirRequest("POST", "", headers={"prefer": "return=minimal"}, body=bundle))
     except FhirError as error:
-        report.errors.append(f"{file}: {error.diagnostics}")
+        report.problem(f"{file}: {error.diagnostics}")
         return
     for index, entry in enumerate((response.resource or {}).get("entry", [])):
         status = entry["response"]["status"]
@@ -151,7 +163,7 @@ def _post_bundle(ctx: Context, file: Path, bundle: Any, report: ImportReport) ->
         else:
             outcome = entry["response"].get("outcome", {})
             detail = "; ".join(i.get("diagnostics", "") for i in outcome.get("issue", []))
-            report.errors.append(f"{file} Bundle.entry[{index}]: {status} {detail}")
+            report.problem(f"{file} Bundle.entry[{index}]: {status} {detail}")
 
 
 class _Tracked:

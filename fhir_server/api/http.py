@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.api.router import dispatch
+from fhir_server.api.router import dispatch, is_lookup
 from fhir_server.errors import (
     BadRequest,
     FhirError,
@@ -45,7 +45,10 @@ async def handle(request: Request, ctx: Context, path: str) -> Response:
     try:
         fmt = response_format(request)
         req = await fhir_request(request, ctx, path)
-        resp = await run_in_threadpool(dispatch, ctx, req)
+        if ctx.inline_lookups and is_lookup(req):
+            resp = dispatch(ctx, req)  # a thread hop costs more than an embedded-database lookup
+        else:
+            resp = await run_in_threadpool(dispatch, ctx, req)
         return render(resp, req, fmt)
     except FhirError as error:
         return error_response(error, fmt)

@@ -76,6 +76,7 @@ class Context:
     repository: Repository
     settings: Settings
     unit: WriteUnit | None = None
+    inline_lookups: bool = False  # run reads on the event loop (embedded SQLite: no network wait)
 
     @property
     def base_url(self) -> str:

@@ -25,14 +25,15 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    lookup: bool = False  # one indexed row read: cheap enough to run without a thread hop
 
 
-def route(method: str, path: str, handler: Handler) -> Route:
-    return Route(method, re.compile(f"^{path}$"), handler)
+def route(method: str, path: str, handler: Handler, lookup: bool = False) -> Route:
+    return Route(method, re.compile(f"^{path}$"), handler, lookup)
 
 
 ROUTES: list[Route] = [
-    route("GET", r"metadata", capability.metadata),
+    route("GET", r"metadata", capability.metadata, lookup=True),
     route("POST", r"", bundles.process),
     route("GET", r"", listing.search),
     route("GET", r"_history", listing.history),
@@ -46,12 +47,12 @@ ROUTES: list[Route] = [
     route("POST", rf"{TYPE}/\$validate", validate.validate),
     route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate),
     route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate),
-    route("GET", rf"{TYPE}/{ID}", interactions.read),
+    route("GET", rf"{TYPE}/{ID}", interactions.read, lookup=True),
     route("PUT", rf"{TYPE}/{ID}", interactions.update),
     route("PATCH", rf"{TYPE}/{ID}", interactions.patch),
     route("DELETE", rf"{TYPE}/{ID}", interactions.delete),
     route("GET", rf"{TYPE}/{ID}/_history", listing.history),
-    route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread),
+    route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread, lookup=True),
 ]
 
 _KNOWN_TYPES: frozenset[str] = frozenset()
@@ -62,6 +63,12 @@ def known_types() -> frozenset[str]:
     if not _KNOWN_TYPES:
         _KNOWN_TYPES = frozenset(resource_types())
     return _KNOWN_TYPES
+
+
+def is_lookup(req: FhirRequest) -> bool:
+    """Whether ``req`` is a read/vread/metadata: a single indexed read, no writes, no scans."""
+    path = req.path.strip("/")
+    return any(r.lookup and r.method == req.method and r.pattern.match(path) for r in ROUTES)
 
 
 def dispatch(ctx: Context, req: FhirRequest) -> FhirResponse:

@@ -82,3 +82,16 @@ def test_folder_import_loads_batch_bundles_first(fresh_database_url: str) -> Non
     with live_server(fresh_database_url) as running, httpx.Client(base_url=running.base_url + "/") as http:
         assert http.get("Provenance?_count=0").json()["total"] == 20
         assert http.get("Organization?_count=0").json()["total"] == 1191
+
+
+def test_broken_file_is_reported_and_the_rest_imported(
+    tmp_path: Path, server: LiveServer, client: httpx.Client
+) -> None:
+    ident = unique()
+    (tmp_path / "a-broken.json").write_text('{"resourceType": "Bundle", "type": "transaction", "entry": [')
+    (tmp_path / "b-good.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": ident}) + "\n")
+    result = run_import(server.settings.database_url, tmp_path)
+    assert result.returncode == 1
+    assert "a-broken.json" in result.stderr
+    assert "imported 1 resources; 1 errors" in result.stdout
+    assert client.get(f"Patient/{ident}").status_code == 200
