@@ -1,6 +1,7 @@
 """Compile a ``SearchQuery`` into one SQL statement over the resource and index tables.
 
-Each clause becomes ``resource.pk IN (SELECT resource_pk FROM idx_<type> WHERE param = ... AND (v1 OR v2))``;
+Each clause becomes ``resource.pk IN (SELECT resource_pk FROM idx_<type> WHERE param = ... AND (v1 OR v2))``
+(an uncorrelated IN: the index drives the lookup; SQLite would run a correlated EXISTS once per row);
 clauses are AND'd. Results are ordered by ``resource.pk`` and paged by keyset (``pk > last``).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from fhir_server.errors import BadRequest
 from fhir_server.search.params import date, number, quantity, reference, string, token, uri
@@ -54,11 +55,12 @@ def _value_clause(query: SearchQuery, clause: Clause, partition: str) -> ColumnE
     if clause.name == "_lastUpdated":
         return or_(*(date.point_clause(resource.c.last_updated, v) for v in clause.values))
     table = INDEX_TABLES[clause.type]
-    scope = [table.c.partition == partition, table.c.param == clause.name, table.c.resource_pk == resource.c.pk]
+    scope = [table.c.partition == partition, table.c.param == clause.name]
     if query.resource_type:
         scope.append(table.c.resource_type == query.resource_type)
     if clause.modifier == "missing":
-        present = exists().where(*scope)
+        present = resource.c.pk.in_(select(table.c.resource_pk).where(*scope))
         return or_(*(~present if v == "true" else present for v in clause.values))
     build = VALUE_CLAUSES[clause.type]
-    return exists().where(*scope, or_(*(build(table, clause.modifier, v) for v in clause.values)))
+    matches = or_(*(build(table, clause.modifier, v) for v in clause.values))
+    return resource.c.pk.in_(select(table.c.resource_pk).where(*scope, matches))
