@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
-import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from fhir_server.api.request import Context, FhirRequest
 from fhir_server.api.router import dispatch
 from fhir_server.errors import FhirError
+from fhir_server.formats.json import parse_json
 
 CHUNK = 500
 MAX_LISTED_ERRORS = 1000
@@ -54,7 +54,7 @@ def import_paths(ctx: Context, paths: Iterable[Path], progress: bool = True) -> 
             bar.set_description(file.name[:40])
             try:
                 _import_file(ctx, file, report, bar)
-            except (SQLAlchemyError, ijson.JSONError, orjson.JSONDecodeError, OSError) as exc:
+            except (SQLAlchemyError, ijson.JSONError, ValueError, OSError) as exc:
                 report.problem(f"{file}: stopped: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     return report
 
@@ -84,7 +84,7 @@ def _import_file(ctx: Context, file: Path, report: ImportReport, bar: tqdm) -> N
         elif _bundle_type(file) == "collection":
             _write_chunks(ctx, _bundle_entries(tracked, file), report)
         else:
-            _post_bundle(ctx, file, orjson.loads(tracked.read()), report)
+            _post_bundle(ctx, file, parse_json(tracked.read()), report)
 
 
 def _ndjson(stream: Iterable[bytes], file: Path) -> Iterator[tuple[str, Any]]:
@@ -92,13 +92,13 @@ def _ndjson(stream: Iterable[bytes], file: Path) -> Iterator[tuple[str, Any]]:
         if line.strip():
             where = f"{file}:{number}"
             try:
-                yield where, orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
+                yield where, parse_json(line)
+            except ValueError as exc:
                 yield where, exc
 
 
 def _bundle_entries(stream: _Tracked, file: Path) -> Iterator[tuple[str, Any]]:
-    for index, entry in enumerate(ijson.items(stream, "entry.item", use_float=True)):
+    for index, entry in enumerate(ijson.items(stream, "entry.item")):  # numbers as Decimal, digits kept
         yield f"{file} Bundle.entry[{index}]", entry.get("resource") if isinstance(entry, dict) else None
 
 

@@ -22,8 +22,9 @@ import orjson
 from fhir_server.api.interactions import criteria
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, FhirError, Issue, NotFound, PreconditionFailed
+from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.query import SearchQuery
-from fhir_server.storage.model import instant, json_bytes, utc_now
+from fhir_server.storage.model import instant, utc_now
 from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -139,7 +140,7 @@ def transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispatch: 
         attempts += 1
         fresh = entries
         if attempts > 1:
-            fresh = [replace(e, resource=r) for e, r in zip(entries, orjson.loads(pristine), strict=True)]
+            fresh = [replace(e, resource=r) for e, r in zip(entries, parse_json(pristine), strict=True)]
         return _run_transaction(replace(ctx, unit=unit), req, fresh, dispatch)
 
     try:
@@ -289,8 +290,8 @@ def _patch_body(entry: Entry) -> tuple[Any, str]:
     if resource.get("resourceType") != "Binary":
         return resource, "json"
     try:
-        return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True)), "json-patch"
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        return parse_json(base64.b64decode(resource.get("data", ""), validate=True)), "json-patch"
+    except (binascii.Error, TypeError, ValueError) as exc:
         raise BadRequest("the Binary's data is not a base64 JSON Patch", expression="Binary.data") from exc
 
 
@@ -375,7 +376,7 @@ def _response_entry(resp: FhirResponse) -> dict[str, Any]:
     if resp.version is not None:
         response["etag"] = resp.version.etag
         response["lastModified"] = instant(resp.version.last_updated)
-    body = resp.resource if resp.resource is not None else (orjson.loads(resp.content) if resp.content else None)
+    body = resp.resource if resp.resource is not None else (parse_json(resp.content) if resp.content else None)
     entry: dict[str, Any] = {}
     if body is not None and body.get("resourceType") == "OperationOutcome":
         response["outcome"] = body

@@ -11,7 +11,6 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +25,7 @@ from fhir_server.errors import (
     UnsupportedMediaType,
     operation_outcome,
 )
+from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.formats.summary import apply_elements, apply_summary
 from fhir_server.formats.xml import resource_to_xml, xml_to_resource
 
@@ -94,8 +94,8 @@ def parse_body(raw: bytes, content_type: str | None) -> tuple[Any, str]:
         return xml_to_resource(raw), "xml"
     if media in JSON_TYPES or media in PATCH_TYPES or not media:
         try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            parsed = parse_json(raw)
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}", code="structure") from exc
         return parsed, "json-patch" if media in PATCH_TYPES else "json"
     raise UnsupportedMediaType(
@@ -146,7 +146,7 @@ def render(resp: FhirResponse, req: FhirRequest, fmt: str) -> Response:
     reshape = resp.subsettable and (summary not in (None, "false") or elements)
     if resp.content is not None and fmt == "json" and not pretty and not reshape:
         return Response(resp.content, resp.status, headers, media_type=MEDIA["json"])
-    resource = resp.resource if resp.resource is not None else orjson.loads(resp.content or b"{}")
+    resource = resp.resource if resp.resource is not None else parse_json(resp.content or b"{}")
     if reshape:
         resource = _subset(resource, summary, elements)
     return _response(resp.status, resource, fmt, headers, pretty)
@@ -172,8 +172,5 @@ def error_response(error: FhirError, fmt: str) -> Response:
 def _response(
     status: int, resource: dict[str, Any], fmt: str, headers: dict[str, str], pretty: bool = False
 ) -> Response:
-    if fmt == "xml":
-        body = resource_to_xml(resource, pretty=pretty)
-    else:
-        body = orjson.dumps(resource, option=orjson.OPT_INDENT_2 if pretty else 0)
+    body = resource_to_xml(resource, pretty=pretty) if fmt == "xml" else json_bytes(resource, pretty)
     return Response(body, status, headers, media_type=MEDIA[fmt])

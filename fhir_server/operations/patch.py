@@ -154,7 +154,7 @@ class ElementDefinition:
 
 _RESOURCE_TYPE = ElementDefinition("resourceType", json_types=(str,))
 _REWRITTEN_IN_R4B = frozenset({"Evidence", "EvidenceVariable"})
-_JSON_TYPES: dict[Any, tuple[type, ...]] = {bool: (bool,), int: (int,), Decimal: (int, float)}
+_JSON_TYPES: dict[Any, tuple[type, ...]] = {bool: (bool,), int: (int,), Decimal: (int, float, Decimal)}
 
 
 @cache

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-import orjson
-
-
-def _json_default(value: Any) -> Any:
-    """Decimals (from XML, where a float would lose digits) are written with their exact text."""
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value))
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def json_bytes(value: Any) -> bytes:
-    """Compact JSON, the way resources are stored and served."""
-    return orjson.dumps(value, default=_json_default)
+from fhir_server.formats.json import parse_json
 
 
 def utc_now() -> datetime:
@@ -54,7 +41,7 @@ class Stored:
 
     def resource(self) -> dict[str, Any]:
         """The resource as a dict (parsed from the stored bytes)."""
-        parsed: dict[str, Any] = orjson.loads(self.content)
+        parsed: dict[str, Any] = parse_json(self.content)
         return parsed
 
 

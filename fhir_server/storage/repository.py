@@ -26,13 +26,14 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
+from fhir_server.formats.json import json_bytes
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.query import SearchQuery
 from fhir_server.search.sql import search_statement
 from fhir_server.storage.bulk import insert_rows, next_primary_keys
 from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
-from fhir_server.storage.model import Stored, WriteResult, instant, json_bytes, utc_now
+from fhir_server.storage.model import Stored, WriteResult, instant, utc_now
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
 
 T = TypeVar("T")
