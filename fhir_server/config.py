@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -35,7 +35,6 @@ class Settings:
     default_page_size: int = 20
     max_page_size: int = 1000
     auto_migrate: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -132,11 +132,6 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
         yield http
 
 
-@pytest.fixture
-def backend(database_url: str) -> str:
-    return "sqlite" if database_url.startswith("sqlite") else "postgres"
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     import redis
