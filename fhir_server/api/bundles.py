@@ -324,17 +324,17 @@ class ReferenceResolver:
         return lambda unit: ReferenceResolver(unit, {}).rewrite(resource)
 
     def rewrite(self, node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("reference")
-            if isinstance(ref, str):
-                node["reference"] = self.resolve(ref)
-            for value in node.values():
-                if isinstance(value, dict | list):
-                    self.rewrite(value)
-        elif isinstance(node, list):
-            for item in node:
-                if isinstance(item, dict | list):
-                    self.rewrite(item)
+        """Rewrite every ``reference`` in ``node`` in place (iteratively: nesting depth is the client's)."""
+        pending = [node]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                ref = item.get("reference")
+                if isinstance(ref, str):
+                    item["reference"] = self.resolve(ref)
+                pending.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                pending.extend(v for v in item if isinstance(v, dict | list))
 
     def resolve(self, ref: str) -> str:
         if ref in self.ids:
