@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from fhir_server.api import bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import MethodNotAllowed, NotFound
+from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
 from resources.registry import resource_types
 
 Handler = Callable[..., FhirResponse]
 
 TYPE = r"(?P<resource_type>[A-Z][A-Za-z]+)"
-ID = r"(?P<id>[A-Za-z0-9\-\.]{1,64})"
+ID = r"(?P<id>[^/_$][^/]*)"  # checked against the R4 id rule after matching, for a clear 400
+VALID_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,18 @@ def dispatch(ctx: Context, req: FhirRequest) -> FhirResponse:
             continue
         args = match.groupdict()
         _check_type(args.get("resource_type"))
+        _check_id(args.get("id"))
         return candidate.handler(ctx, req, **args)
     if allowed:
         raise MethodNotAllowed(f"{req.method} is not allowed on '{path or '/'}'")
     first = path.split("/", 1)[0]
     _check_type(first if first[:1].isupper() else None)
     raise NotFound(f"no FHIR interaction matches '{path}'")
+
+
+def _check_id(id: str | None) -> None:
+    if id is not None and not VALID_ID.fullmatch(id):
+        raise BadRequest(f"'{id}' is not a valid resource id (1-64 of A-Z, a-z, 0-9, '-' and '.')", expression="id")
 
 
 def _check_type(resource_type: str | None) -> None:

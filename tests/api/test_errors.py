@@ -94,11 +94,17 @@ def test_method_not_allowed(client: httpx.Client) -> None:
     outcome(response)
 
 
-@pytest.mark.parametrize("path", ["Patient/a/b/c/d", "Patient/bad_id!"])
-def test_unknown_paths_are_404(client: httpx.Client, path: str) -> None:
-    response = client.get(path)
+def test_unknown_path_is_404(client: httpx.Client) -> None:
+    response = client.get("Patient/a/b/c/d")
     assert response.status_code == 404
     outcome(response)
+
+
+@pytest.mark.parametrize("path", ["Patient/bad_id!", "Patient/" + "x" * 65, "Patient/a%20b/_history"])
+def test_invalid_ids_are_400_naming_id(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 400
+    assert outcome(response)["issue"][0]["expression"] == ["id"]  # type: ignore[index]
 
 
 def test_failed_write_leaves_nothing(client: httpx.Client) -> None:
