@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.search.params.date import DateRange, date_range
-from fhir_server.search.query import SearchQuery, parse_search
+from fhir_server.search.query import SearchQuery, parse_search, whole_number
 from fhir_server.storage.history import HistoryKey, HistoryQuery
 from fhir_server.storage.model import Stored, instant, utc_now
 
@@ -125,14 +125,14 @@ def _history_query(ctx: Context, req: FhirRequest, resource_type: str | None, id
     since = req.param("_since")
     at = req.param("_at")
     count = req.param("_count")
-    if count is not None and not count.isdigit():
-        raise BadRequest(f"_count must be a non-negative integer, not '{count}'", expression="_count")
     return HistoryQuery(
         resource_type=resource_type,
         id=id,
         since=_date_param(since, "_since")[0] if since else None,
         at=_date_param(at, "_at") if at else None,
-        count=min(int(count) if count else ctx.settings.default_page_size, ctx.settings.max_page_size),
+        count=min(
+            whole_number("_count", count) if count else ctx.settings.default_page_size, ctx.settings.max_page_size
+        ),
         after_key=_decode_key(req.param("_page")),
     )
 
@@ -155,6 +155,6 @@ def _decode_key(value: str | None) -> HistoryKey | None:
         return None
     try:
         moment, rtype, rid, version = value.split("|")
-        return (datetime.fromisoformat(moment), rtype, rid, int(version))
-    except ValueError as exc:
+        return (datetime.fromisoformat(moment), rtype, rid, whole_number("_page", version))
+    except (ValueError, BadRequest) as exc:
         raise BadRequest(f"_page '{value}' is not a cursor this server issued", expression="_page") from exc
