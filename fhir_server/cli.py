@@ -1,4 +1,4 @@
-"""``fhir-server``: one command line with subcommands (serve, migrate, import).
+"""``fhir-server``: one command line with subcommands (serve, migrate, import, rxnorm load).
 
 Settings come from ``FHIR_*`` environment variables; flags override them.
 """
@@ -33,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("paths", nargs="+", type=Path)
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     load.set_defaults(run=_import)
+
+    rxnorm = commands.add_parser("rxnorm", help="RxNorm terminology").add_subparsers(dest="action", required=True)
+    rxnorm_load = rxnorm.add_parser("load", help="load an RxNorm release (RRF files), replacing the loaded one")
+    rxnorm_load.add_argument("folder", type=Path, help="the release's rrf/ folder (RXNCONSO.RRF, RXNREL.RRF ...)")
+    rxnorm_load.add_argument("--version", help="release version (default: the folder's name)")
+    rxnorm_load.add_argument(
+        "--umls-licence", action="store_true", help="also load non-RXNORM sources (needs a UMLS licence)"
+    )
+    rxnorm_load.set_defaults(run=_rxnorm_load)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -102,6 +111,25 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     print(f"imported {report.written} resources; {report.failed} errors")
     engine.dispose()
     return 1 if report.failed else 0
+
+
+def _rxnorm_load(settings: Settings, args: argparse.Namespace) -> int:
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+    from fhir_server.terminology.rxnorm_load import ReleaseError, load_release
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        report = load_release(engine, args.folder, args.version, licensed_sources=args.umls_licence)
+    except (ReleaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    rows = ", ".join(f"{table} {count}" for table, count in report.rows.items())
+    print(f"loaded RxNorm release {report.version}: {rows}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -218,11 +218,25 @@ def _criteria_key(query: SearchQuery) -> str:
 
 
 def _resolve_targets(unit: WriteUnit, entries: list[Entry], conditions: dict[int, SearchQuery]) -> dict[str, str]:
-    """Give each entry the ``Type/id`` it will write, mapping fullUrls to them before any write."""
+    """Give each entry the ``Type/id`` it will write, mapping fullUrls to them before any write.
+
+    Conditional creates with the same criteria in one Bundle (an HL7 message's OBRs sharing a placer order
+    number) resolve to one resource: the first creates it, the others match it.
+    """
     ids: dict[str, str] = {}
+    created: dict[str, str] = {}
     for entry in entries:
+        condition = conditions.get(entry.index)
+        key = _criteria_key(condition) if condition is not None and entry.method == "POST" else None
+        if key in created:
+            entry.target, entry.matched = created[key], True
+            if entry.full_url:
+                ids[entry.full_url] = created[key]
+            continue
         with failing(entry):
-            target = _target(unit, entry, conditions.get(entry.index))
+            target = _target(unit, entry, condition)
+        if key is not None and target is not None:
+            created[key] = target
         if target is None:
             continue
         entry.target = target

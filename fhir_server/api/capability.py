@@ -14,6 +14,7 @@ import orjson
 from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.search.query import MODIFIERS, SPECIAL_TYPES
+from fhir_server.terminology import expand, lookup, translate
 from resources.registry import resource_types, search_params
 
 INTERACTIONS = [
@@ -68,6 +69,14 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     }
 
 
+# RxNorm terminology operations (fhir_server/terminology), at type level on their resource.
+TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
+    "CodeSystem": [{"name": "lookup", "definition": lookup.DEFINITION}],
+    "ValueSet": [{"name": "expand", "definition": expand.DEFINITION}],
+    "ConceptMap": [{"name": "translate", "definition": translate.DEFINITION}],
+}
+
+
 def _resource(resource_type: str) -> dict[str, Any]:
     return {
         "type": resource_type,
@@ -81,7 +90,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
         "conditionalUpdate": True,
         "conditionalDelete": "multiple",
         "searchParam": _search_params(resource_type),
-        "operation": OPERATIONS,
+        "operation": OPERATIONS + TYPE_OPERATIONS.get(resource_type, []),
     }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fhir_server.api import bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
+from fhir_server.terminology import expand, lookup, translate
 from resources.registry import resource_types
 
 Handler = Callable[..., FhirResponse]
@@ -46,6 +47,12 @@ ROUTES: list[Route] = [
     route("DELETE", TYPE, interactions.conditional_delete),
     route("GET", rf"{TYPE}/_history", listing.history),
     route("POST", rf"{TYPE}/\$validate", validate.validate),
+    route("GET", r"CodeSystem/\$lookup", lookup.lookup),
+    route("POST", r"CodeSystem/\$lookup", lookup.lookup),
+    route("GET", r"ValueSet/\$expand", expand.expand),
+    route("POST", r"ValueSet/\$expand", expand.expand),
+    route("GET", r"ConceptMap/\$translate", translate.translate),
+    route("POST", r"ConceptMap/\$translate", translate.translate),
     route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate),
     route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate),
     route("GET", rf"{TYPE}/{ID}", interactions.read, lookup=True),

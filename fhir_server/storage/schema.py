@@ -157,3 +157,5 @@ INDEX_TABLES: dict[str, Table] = {
     "reference": idx_reference,
     "uri": idx_uri,
 }
+
+from fhir_server.terminology import schema as _terminology_schema  # noqa: E402, F401  (RxNorm tables on `metadata`)

@@ -147,3 +147,20 @@ def test_transaction_patch_entry_with_binary_json_patch(client: httpx.Client) ->
     response = client.post("", json=bundle("transaction", entry("PATCH", f"Patient/{pid}", binary)))
     assert response.status_code == 200, response.text
     assert client.get(f"Patient/{pid}").json()["gender"] == "other"
+
+
+def test_same_if_none_exist_twice_in_a_transaction_makes_one_resource(client: httpx.Client) -> None:
+    ident = unique()
+    org = {"resourceType": "Organization", "identifier": [{"system": "urn:org", "value": ident}]}
+    condition = f"identifier=urn:org|{ident}"
+    response = client.post(
+        "",
+        json=bundle(
+            "transaction",
+            entry("POST", "Organization", org, "urn:uuid:aaaaaaaa-0000-0000-0000-000000000001", ifNoneExist=condition),
+            entry("POST", "Organization", org, "urn:uuid:aaaaaaaa-0000-0000-0000-000000000002", ifNoneExist=condition),
+        ),
+    )
+    assert response.status_code == 200, response.text
+    assert [e["response"]["status"] for e in response.json()["entry"]] == ["201 Created", "200 OK"]
+    assert client.get(f"Organization?{condition}").json()["total"] == 1

@@ -1,0 +1,80 @@
+"""``ValueSet/$expand`` of the implicit RxNorm value set, for drug pickers:
+https://hl7.org/fhir/R4/valueset-operation-expand.html
+
+``filter`` matches words in any order and case, each as the start of a word of one of the concept's names
+("amox 500" finds "Amoxicillin 500 MG Oral Capsule"). When nothing matches, misspelt words are replaced
+by the closest words of the release (in the spirit of RxNav's approximateTerm) and the search runs again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.errors import BadRequest
+from fhir_server.storage.model import instant, utc_now
+from fhir_server.terminology import store
+from fhir_server.terminology.normalize import RXNORM, name_words
+from fhir_server.terminology.parameters import operation_inputs, required, whole_number
+
+DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
+IMPLICIT_VALUE_SET = f"{RXNORM}?fhir_vs"
+DEFAULT_COUNT, MAX_COUNT = 20, 1000
+CLOSE_WORDS, CLOSENESS = 3, 0.75
+
+
+def expand(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """GET or POST ValueSet/$expand?url=<RxNorm>?fhir_vs&filter=...&count=&offset=."""
+    inputs = operation_inputs(req)
+    url = required(inputs, "url")
+    if url != IMPLICIT_VALUE_SET:
+        raise BadRequest(
+            f"only the implicit value set {IMPLICIT_VALUE_SET} can be expanded, not '{url}'", expression="url"
+        )
+    text = inputs.get("filter", "")
+    count = whole_number(inputs, "count", DEFAULT_COUNT, MAX_COUNT)
+    offset = whole_number(inputs, "offset", 0, 2**31 - 1)
+    total, page = ctx.read(lambda unit: matching(unit.conn, text, count, offset))
+    return FhirResponse(200, _value_set(url, text, count, offset, total, page), subsettable=False)
+
+
+def matching(conn: Connection, text: str, count: int, offset: int) -> tuple[int, list[store.Concept]]:
+    """The page of concepts matching ``text``, with typo-tolerant words when the exact words find nothing."""
+    words = name_words(text)
+    total, page = store.search(conn, [[w] for w in words], count, offset)
+    if total == 0 and words:
+        total, page = store.search(conn, [_close_words(conn, w) for w in words], count, offset)
+    return total, page
+
+
+def _close_words(conn: Connection, word: str) -> list[str]:
+    """``word`` itself and the release's words closest to it (same first letter, similar length)."""
+    candidates = store.vocabulary(conn, word[0], len(word))
+    return [word, *difflib.get_close_matches(word, candidates, n=CLOSE_WORDS, cutoff=CLOSENESS)]
+
+
+def _value_set(
+    url: str, text: str, count: int, offset: int, total: int, page: Sequence[store.Concept]
+) -> dict[str, Any]:
+    """The expanded ValueSet resource."""
+    parameters: list[dict[str, Any]] = [
+        {"name": "count", "valueInteger": count},
+        {"name": "offset", "valueInteger": offset},
+    ]
+    if text:
+        parameters.insert(0, {"name": "filter", "valueString": text})
+    expansion: dict[str, Any] = {
+        "identifier": f"urn:uuid:{uuid.uuid4()}",
+        "timestamp": instant(utc_now()),
+        "total": total,
+        "offset": offset,
+        "parameter": parameters,
+    }
+    if page:
+        expansion["contains"] = [{"system": RXNORM, "code": c.rxcui, "display": c.name} for c in page]
+    return {"resourceType": "ValueSet", "url": url, "status": "active", "expansion": expansion}

@@ -1,0 +1,85 @@
+"""``CodeSystem/$lookup`` for RxNorm: https://hl7.org/fhir/R4/codesystem-operation-lookup.html
+
+A retired RxCUI is answered with the concept it was remapped to (RXNCUI history), its ``status`` property
+``Remapped`` and a ``remapped-from`` property naming the code asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.errors import BadRequest, NotFound
+from fhir_server.terminology import store
+from fhir_server.terminology.normalize import RXNORM
+from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, parts, required
+
+DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"
+TTY_SYSTEM = f"{RXNORM}/tty"  # designation.use: the RxNorm term type of the name
+
+
+def lookup(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """GET or POST CodeSystem/$lookup?system=<RxNorm>&code=<RxCUI>."""
+    inputs = operation_inputs(req)
+    check_system(required(inputs, "system"))
+    code = required(inputs, "code")
+    return FhirResponse(200, ctx.read(lambda unit: describe(unit.conn, code)), subsettable=False)
+
+
+def check_system(system: str) -> None:
+    """Only RxNorm is served: a 400 naming ``system`` otherwise."""
+    if system != RXNORM:
+        raise BadRequest(f"this server looks up codes of {RXNORM} only, not '{system}'", expression="system")
+
+
+def describe(conn: Connection, code: str) -> dict[str, Any]:
+    """The $lookup Parameters of RxCUI ``code`` (or of its current replacement); 404 naming ``code``."""
+    found, status = store.concept(conn, code), "Active"
+    if found is None:
+        replacements = store.current_concepts(conn, code)
+        if not replacements:
+            raise NotFound(f"RxCUI '{code}' is not in the loaded RxNorm release", expression="code")
+        found, status = replacements[0], "Remapped"
+    elif found.suppress != store.ACTIVE:
+        status = "Suppressed"
+    listed = [
+        parameter("name", "String", "RxNorm"),
+        parameter("version", "String", store.release_version(conn) or ""),
+        parameter("display", "String", found.name),
+        *_designations(conn, found),
+        _property("tty", "Code", found.tty),
+        _property("status", "Code", status),
+        *_details(conn, found.rxcui),
+    ]
+    if found.rxcui != code:
+        listed.append(_property("remapped-from", "Code", code))
+    return parameters(*listed)
+
+
+def _designations(conn: Connection, found: store.Concept) -> list[Part]:
+    """Every other name of the concept, its term type as the designation's use."""
+    return [
+        parts(
+            "designation",
+            parameter("use", "Coding", {"system": TTY_SYSTEM, "code": tty}),
+            parameter("value", "String", name),
+        )
+        for _sab, tty, name in store.atoms(conn, found.rxcui)
+        if (tty, name) != (found.tty, found.name)
+    ]
+
+
+def _details(conn: Connection, rxcui: str) -> list[Part]:
+    """Relation (ingredients, brand names, dose forms ...), NDC and semantic-type properties."""
+    related = [
+        _property(r.rela, "Coding", {"system": RXNORM, "code": r.rxcui, "display": r.name})
+        for r in store.relations(conn, rxcui)
+    ]
+    ndcs = [_property("ndc", "String", ndc) for ndc in store.ndcs(conn, rxcui)]
+    return related + ndcs + [_property("sty", "String", sty) for sty in store.semantic_types(conn, rxcui)]
+
+
+def _property(code: str, value_type: str, value: Any) -> Part:
+    return parts("property", parameter("code", "Code", code), parameter("value", value_type, value))

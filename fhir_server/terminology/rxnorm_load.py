@@ -1,0 +1,261 @@
+"""Load an RxNorm release from its RRF files, replacing the previous release in one transaction.
+
+Files and columns: https://www.nlm.nih.gov/research/umls/rxnorm/docs/techdoc.html (section 12). Each line
+is pipe-separated with a trailing pipe. Rows stream through in batches, so memory stays constant whatever
+the release size. Only SAB=RXNORM rows are public domain; other sources need ``licensed_sources=True``
+(the operator holds a UMLS licence).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, delete, insert, text
+
+from fhir_server.storage.bulk import insert_rows
+from fhir_server.storage.engine import WRITE
+from fhir_server.storage.model import utc_now
+from fhir_server.terminology.normalize import name_words
+from fhir_server.terminology.schema import (
+    RELEASE_TABLES,
+    rxnorm_concept,
+    rxnorm_history,
+    rxnorm_ndc,
+    rxnorm_relation,
+    rxnorm_release,
+    rxnorm_semantic_type,
+    rxnorm_word,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH = 10_000
+PUBLIC_SOURCE = "RXNORM"
+
+LAYOUTS: dict[str, list[str]] = {
+    "RXNCONSO.RRF": (
+        [
+            "RXCUI",
+            "LAT",
+            "TS",
+            "LUI",
+            "STT",
+            "SUI",
+            "ISPREF",
+            "RXAUI",
+            "SAUI",
+            "SCUI",
+            "SDUI",
+            "SAB",
+            "TTY",
+            "CODE",
+            "STR",
+            "SRL",
+            "SUPPRESS",
+            "CVF",
+        ]
+    ),
+    "RXNREL.RRF": [
+        "RXCUI1",
+        "RXAUI1",
+        "STYPE1",
+        "REL",
+        "RXCUI2",
+        "RXAUI2",
+        "STYPE2",
+        "RELA",
+        "RUI",
+        "SRUI",
+        "SAB",
+        "SL",
+        "DIR",
+        "RG",
+        "SUPPRESS",
+        "CVF",
+    ],
+    "RXNSAT.RRF": [
+        "RXCUI",
+        "LUI",
+        "SUI",
+        "RXAUI",
+        "STYPE",
+        "CODE",
+        "ATUI",
+        "SATUI",
+        "ATN",
+        "SAB",
+        "ATV",
+        "SUPPRESS",
+        "CVF",
+    ],
+    "RXNCUI.RRF": ["CUI1", "VER_START", "VER_END", "CARDINALITY", "CUI2"],
+    "RXNSTY.RRF": ["RXCUI", "TUI", "STN", "STY", "ATUI", "CVF"],
+}
+
+# Term types in the order their name is preferred as a concept's display.
+DISPLAY_TTYS: tuple[str, ...] = (
+    *("IN", "PIN", "MIN", "SCD", "SBD", "GPCK", "BPCK", "BN", "SCDC", "SBDC", "SCDF", "SBDF", "SCDG"),
+    *("SBDG", "SCDFP", "SBDFP", "SCDGP", "DF", "DFG", "PSN", "SY", "TMSY"),
+)
+
+
+class ReleaseError(Exception):
+    """The folder is not an RxNorm release, or a file does not have the RRF layout."""
+
+
+@dataclass
+class LoadReport:
+    """How many rows of each table the release produced."""
+
+    version: str
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+Row = list[str]
+Field = Callable[[Row], str]
+
+
+def load_release(
+    engine: Engine, folder: Path, version: str | None = None, *, licensed_sources: bool = False
+) -> LoadReport:
+    """Replace the loaded release with the RRF files in ``folder`` (RXNCONSO.RRF required, the rest optional)."""
+    if not (folder / "RXNCONSO.RRF").is_file():
+        raise ReleaseError(f"{folder} has no RXNCONSO.RRF: not an RxNorm release folder")
+    report = LoadReport(version or folder.resolve().name)
+    keep = _source_filter(licensed_sources)
+    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        for table in RELEASE_TABLES:
+            conn.execute(delete(table))
+        for table, columns, rows in _release_rows(folder, keep):
+            report.rows[table.name] = _insert_batches(conn, table, columns, rows)
+        report.rows["rxnorm_display"] = _derive_displays(conn)
+        conn.execute(
+            insert(rxnorm_release).values(
+                version=report.version, loaded_at=utc_now(), licensed_sources=licensed_sources
+            )
+        )
+    log.info("loaded RxNorm release %s: %s", report.version, report.rows)
+    return report
+
+
+def _source_filter(licensed_sources: bool) -> Callable[[str], bool]:
+    """Whether a row of source ``sab`` may be loaded."""
+    return (lambda sab: True) if licensed_sources else (lambda sab: sab == PUBLIC_SOURCE)
+
+
+def _release_rows(folder: Path, keep: Callable[[str], bool]) -> Iterator[tuple[Table, tuple[str, ...], Iterable[Any]]]:
+    """(table, columns, rows) for every table filled straight from a file of the release."""
+    conso = folder / "RXNCONSO.RRF"
+    yield rxnorm_concept, ("rxcui", "rxaui", "sab", "tty", "code", "name", "suppress"), _concepts(conso, keep)
+    yield rxnorm_word, ("word", "rxcui"), _words(conso, keep)
+    optional = (
+        ("RXNREL.RRF", rxnorm_relation, ("rxcui1", "rela", "rxcui2", "sab"), _relations),
+        ("RXNSAT.RRF", rxnorm_ndc, ("ndc", "rxcui", "sab"), _ndcs),
+        ("RXNCUI.RRF", rxnorm_history, ("rxcui", "ver_start", "ver_end", "cardinality", "rxcui_to"), _history),
+        ("RXNSTY.RRF", rxnorm_semantic_type, ("rxcui", "tui", "sty"), _semantic_types),
+    )
+    for name, table, columns, rows in optional:
+        if (folder / name).is_file():
+            yield table, columns, rows(folder / name, keep)
+        else:
+            log.warning("%s has no %s: %s stays empty", folder, name, table.name)
+
+
+def read_rrf(path: Path) -> Iterator[Row]:
+    """The fields of each line of an RRF file, checked against the file's official layout."""
+    width = len(LAYOUTS[path.name])
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.rstrip("\r\n").split("|")
+            if len(fields) != width + 1 or fields[-1] != "":
+                raise ReleaseError(f"{path.name} line {number}: expected {width} pipe-terminated fields")
+            yield fields
+
+
+def column(file: str, name: str) -> Field:
+    """A getter for column ``name`` of the RRF file ``file``."""
+    index = LAYOUTS[file].index(name)
+    return lambda row: row[index]
+
+
+def _concepts(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    get = [column(path.name, c) for c in ("RXCUI", "RXAUI", "SAB", "TTY", "CODE", "STR", "SUPPRESS")]
+    sab = get[2]
+    for row in read_rrf(path):
+        if keep(sab(row)):
+            yield tuple(g(row) for g in get)
+
+
+def _words(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, str]]:
+    """Each distinct (word, rxcui) of the names (RXNCONSO lists a concept's atoms together)."""
+    rxcui, sab, name = (column(path.name, c) for c in ("RXCUI", "SAB", "STR"))
+    current, seen = "", set[str]()
+    for row in read_rrf(path):
+        if not keep(sab(row)):
+            continue
+        if rxcui(row) != current:
+            current, seen = rxcui(row), set()
+        for word in name_words(name(row)):
+            if word not in seen:
+                seen.add(word)
+                yield word, current
+
+
+def _relations(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    get = [column(path.name, c) for c in ("RXCUI1", "RELA", "RXCUI2", "SAB")]
+    for row in read_rrf(path):
+        values = tuple(g(row) for g in get)
+        if values[0] and values[2] and keep(values[3]):
+            yield values
+
+
+def _ndcs(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    rxcui, atn, sab, atv = (column(path.name, c) for c in ("RXCUI", "ATN", "SAB", "ATV"))
+    for row in read_rrf(path):
+        if atn(row) == "NDC" and keep(sab(row)) and len(atv(row)) == 11 and atv(row).isdigit():
+            yield atv(row), rxcui(row), sab(row)
+
+
+def _history(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[Any, ...]]:
+    """RXNCUI has no SAB column: it is RxNorm's own history."""
+    get = [column(path.name, c) for c in ("CUI1", "VER_START", "VER_END", "CARDINALITY", "CUI2")]
+    for row in read_rrf(path):
+        cui1, start, end, cardinality, cui2 = (g(row) for g in get)
+        yield cui1, start, end, int(cardinality or 0), cui2
+
+
+def _semantic_types(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    get = [column(path.name, c) for c in ("RXCUI", "TUI", "STY")]
+    for row in read_rrf(path):
+        yield tuple(g(row) for g in get)
+
+
+def _insert_batches(conn: Connection, table: Table, columns: tuple[str, ...], rows: Iterable[Any]) -> int:
+    """Insert ``rows`` in batches of ``BATCH``; the number inserted."""
+    total = 0
+    iterator = iter(rows)
+    while batch := list(islice(iterator, BATCH)):
+        insert_rows(conn, table, columns, batch)
+        total += len(batch)
+    return total
+
+
+def _derive_displays(conn: Connection) -> int:
+    """Fill rxnorm_display with each concept's preferred name (by ``DISPLAY_TTYS``, RXNORM atoms first)."""
+    rank = " ".join(f"WHEN '{tty}' THEN {i}" for i, tty in enumerate(DISPLAY_TTYS))
+    result = conn.execute(
+        text(
+            "INSERT INTO rxnorm_display (rxcui, name, tty, suppress) "
+            "SELECT rxcui, name, tty, suppress FROM ("
+            " SELECT rxcui, name, tty, suppress, ROW_NUMBER() OVER (PARTITION BY rxcui ORDER BY"
+            f"  CASE sab WHEN '{PUBLIC_SOURCE}' THEN 0 ELSE 1 END, CASE tty {rank} ELSE {len(DISPLAY_TTYS)} END,"
+            "  rxaui) AS preference"
+            " FROM rxnorm_concept) AS atoms WHERE preference = 1"
+        )
+    )
+    return int(result.rowcount)

@@ -1,0 +1,153 @@
+"""Queries on the loaded RxNorm release: concepts, their names, relations, NDCs, history and name search.
+
+Every function takes the connection of a read unit; the operations build FHIR answers from the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Connection, and_, distinct, func, or_, select
+
+from fhir_server.terminology.schema import (
+    rxnorm_concept,
+    rxnorm_display,
+    rxnorm_history,
+    rxnorm_ndc,
+    rxnorm_relation,
+    rxnorm_release,
+    rxnorm_semantic_type,
+    rxnorm_word,
+)
+
+MAX_REMAP_HOPS = 5
+ACTIVE = "N"  # RXNCONSO SUPPRESS: N = not suppressed
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A concept's preferred name, its term type and RXNCONSO suppress flag."""
+
+    rxcui: str
+    name: str
+    tty: str
+    suppress: str
+
+
+@dataclass(frozen=True)
+class Related:
+    """One RXNREL relation read from the concept: ``<concept> <rela> <rxcui>``."""
+
+    rela: str
+    rxcui: str
+    name: str
+
+
+def release_version(conn: Connection) -> str | None:
+    """The version of the loaded release, None before any load."""
+    return conn.execute(select(rxnorm_release.c.version)).scalar()
+
+
+def concept(conn: Connection, rxcui: str) -> Concept | None:
+    """The concept ``rxcui``, None when the release does not have it."""
+    row = conn.execute(select(rxnorm_display).where(rxnorm_display.c.rxcui == rxcui)).first()
+    return Concept(row.rxcui, row.name, row.tty, row.suppress) if row else None
+
+
+def current_concepts(conn: Connection, rxcui: str) -> list[Concept]:
+    """What a retired RxCUI became (RXNCUI), following remaps to concepts the release has."""
+    pending, found, seen = [rxcui], list[Concept](), {rxcui}
+    for _ in range(MAX_REMAP_HOPS):
+        query = select(rxnorm_history.c.rxcui_to).where(rxnorm_history.c.rxcui.in_(pending))
+        targets = [t for t in conn.execute(query).scalars() if t and t not in seen]
+        seen.update(targets)
+        pending = []
+        for target in targets:
+            replacement = concept(conn, target)
+            if replacement is None:
+                pending.append(target)
+            else:
+                found.append(replacement)
+        if not pending:
+            break
+    return found
+
+
+def atoms(conn: Connection, rxcui: str) -> list[tuple[str, str, str]]:
+    """(source, term type, name) of every atom of the concept."""
+    query = (
+        select(rxnorm_concept.c.sab, rxnorm_concept.c.tty, rxnorm_concept.c.name)
+        .where(rxnorm_concept.c.rxcui == rxcui)
+        .order_by(rxnorm_concept.c.rxaui)
+    )
+    return [(r.sab, r.tty, r.name) for r in conn.execute(query)]
+
+
+def relations(conn: Connection, rxcui: str) -> list[Related]:
+    """The concept's relations (``has_ingredient``, ``has_tradename``, ``consists_of`` ...) with target names."""
+    query = (
+        select(distinct(rxnorm_relation.c.rela), rxnorm_relation.c.rxcui1, rxnorm_display.c.name)
+        .join(rxnorm_display, rxnorm_display.c.rxcui == rxnorm_relation.c.rxcui1)
+        .where(rxnorm_relation.c.rxcui2 == rxcui, rxnorm_relation.c.rela != "")
+        .order_by(rxnorm_relation.c.rela, rxnorm_relation.c.rxcui1)
+    )
+    return [Related(r[0], r[1], r[2]) for r in conn.execute(query)]
+
+
+def ndcs(conn: Connection, rxcui: str) -> list[str]:
+    """The 11-digit NDCs of the concept."""
+    query = select(distinct(rxnorm_ndc.c.ndc)).where(rxnorm_ndc.c.rxcui == rxcui).order_by(rxnorm_ndc.c.ndc)
+    return list(conn.execute(query).scalars())
+
+
+def semantic_types(conn: Connection, rxcui: str) -> list[str]:
+    """The semantic type names (RXNSTY) of the concept."""
+    query = select(distinct(rxnorm_semantic_type.c.sty)).where(rxnorm_semantic_type.c.rxcui == rxcui)
+    return sorted(conn.execute(query).scalars())
+
+
+def concepts_for_ndcs(conn: Connection, candidates: Sequence[str]) -> list[tuple[str, Concept]]:
+    """(ndc, concept) for each of the 11-digit ``candidates`` the release knows."""
+    query = (
+        select(distinct(rxnorm_ndc.c.ndc), rxnorm_display)
+        .join(rxnorm_display, rxnorm_display.c.rxcui == rxnorm_ndc.c.rxcui)
+        .where(rxnorm_ndc.c.ndc.in_(candidates))
+        .order_by(rxnorm_ndc.c.ndc, rxnorm_display.c.rxcui)
+    )
+    return [(r[0], Concept(r.rxcui, r.name, r.tty, r.suppress)) for r in conn.execute(query)]
+
+
+def search(conn: Connection, terms: Sequence[Sequence[str]], count: int, offset: int) -> tuple[int, list[Concept]]:
+    """Active concepts with, for every term, a name word starting with one of its alternatives.
+
+    Ranked by name length (the closest, most general names first), then RxCUI; returns (total, page).
+    """
+    conditions = [rxnorm_display.c.suppress == ACTIVE]
+    for alternatives in terms:
+        words = select(rxnorm_word.c.rxcui).where(_starts_with_any(alternatives))
+        conditions.append(rxnorm_display.c.rxcui.in_(words))
+    total = conn.execute(select(func.count()).select_from(rxnorm_display).where(*conditions)).scalar_one()
+    page = (
+        select(rxnorm_display)
+        .where(*conditions)
+        .order_by(func.length(rxnorm_display.c.name), rxnorm_display.c.rxcui)
+        .limit(count)
+        .offset(offset)
+    )
+    return total, [Concept(r.rxcui, r.name, r.tty, r.suppress) for r in conn.execute(page)]
+
+
+def _starts_with_any(prefixes: Sequence[str]) -> ColumnElement[bool]:
+    """Words starting with one of ``prefixes``: index range scans (words are lower-case ASCII)."""
+    return or_(*(and_(rxnorm_word.c.word >= p, rxnorm_word.c.word < p + "\x7f") for p in prefixes))
+
+
+def vocabulary(conn: Connection, first: str, length: int, spread: int = 2) -> list[str]:
+    """Distinct words starting with ``first`` whose length is within ``spread`` of ``length`` (typo candidates)."""
+    query = select(distinct(rxnorm_word.c.word)).where(
+        rxnorm_word.c.word >= first,
+        rxnorm_word.c.word < first + "\x7f",
+        func.length(rxnorm_word.c.word).between(length - spread, length + spread),
+    )
+    return list(conn.execute(query).scalars())
