@@ -1,0 +1,74 @@
+"""One inbound HL7 v2 message: decode, parse, map, apply through the FHIR transaction path, acknowledge.
+
+The ACK is ``AA`` only after the transaction Bundle the mapper produced has been committed by the
+Repository (the same code a client's ``POST /fhir`` transaction runs); ``AE`` when mapping or FHIR
+validation/storage refuses it; ``AR`` when it cannot be read or its type is not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fhir_server.api.request import Context, FhirRequest
+from fhir_server.api.router import dispatch
+from fhir_server.errors import FhirError
+from hl7_gateway.ack import (
+    APPLICATION_ERROR,
+    DATA_TYPE_ERROR,
+    SEGMENT_SEQUENCE_ERROR,
+    UNSUPPORTED_MESSAGE_TYPE,
+    Problem,
+    acknowledgement,
+)
+from mappers.errors import MappingError, UnsupportedMessage, V2Error
+from mappers.messages import map_message
+from mappers.v2 import Message, decode, parse
+
+log = logging.getLogger("hl7_gateway")
+
+
+def process_message(ctx: Context, raw: bytes) -> str:
+    """The ACK text for one message (already unframed); every message gets one, whatever happens."""
+    try:
+        return _process(ctx, raw)
+    except Exception:
+        log.exception("unexpected error processing an HL7 v2 message")
+        problem = Problem(APPLICATION_ERROR, "the message could not be processed; the error has been logged")
+        return acknowledgement(None, "AE", problem, raw_head=_first_line(raw))
+
+
+def _first_line(raw: bytes) -> str:
+    return raw.removeprefix(b"\xef\xbb\xbf").split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+
+
+def _process(ctx: Context, raw: bytes) -> str:
+    try:
+        message = parse(decode(raw))
+    except V2Error as error:
+        return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=_first_line(raw))
+    return _mapped_and_applied(ctx, message)
+
+
+def _mapped_and_applied(ctx: Context, message: Message) -> str:
+    try:
+        bundle = map_message(message)
+    except UnsupportedMessage as error:
+        return acknowledgement(message, "AR", _problem(error, UNSUPPORTED_MESSAGE_TYPE))
+    except MappingError as error:
+        return acknowledgement(message, "AE", _problem(error, DATA_TYPE_ERROR))
+    try:
+        dispatch(ctx, FhirRequest("POST", "", headers={"prefer": "return=minimal"}, body=bundle))
+    except FhirError as error:
+        log.info("message %s refused by FHIR validation or storage: %s", message.msh.raw(10), error.diagnostics)
+        return acknowledgement(message, "AE", Problem(APPLICATION_ERROR, error.diagnostics))
+    return acknowledgement(message, "AA")
+
+
+def _problem(error: V2Error, code: tuple[str, str]) -> Problem:
+    return Problem(code, str(error), error.segment, error.field)
+
+
+def too_large(head: bytes, limit: int) -> str:
+    """The AR for a frame over the size limit (answered from its first line)."""
+    problem = Problem(APPLICATION_ERROR, f"message larger than the {limit} bytes this listener accepts")
+    return acknowledgement(None, "AR", problem, raw_head=_first_line(head))
