@@ -75,8 +75,11 @@ def test_oru_is_acknowledged_after_commit_and_stored(mllp_port: int, client: htt
     raw = shared("hl7v2", "35_ORU_R01_lab.hl7").read_bytes()
     (ack,) = send(mllp_port, raw, chunk=50)
     assert msa(ack)[1] == "AA", ack
-    found = client.get("Observation", params={"code": "http://loinc.org|", "_count": "1000"}).json()
-    assert found["total"] >= 1
+    patients = client.get("Patient", params={"identifier": "10006579"}).json()
+    assert patients["total"] == 1  # matched by identifier, however often the message arrives
+    pid = patients["entry"][0]["resource"]["id"]
+    leukocytes = client.get("Observation", params={"subject": f"Patient/{pid}", "code": "http://loinc.org|11156-7"})
+    assert leukocytes.json()["entry"][0]["resource"]["code"]["coding"][0]["display"] == "LEUKOCYTES"
 
 
 def test_every_sample_gets_an_answer(mllp_port: int) -> None:
