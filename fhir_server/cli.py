@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     rxnorm_load.add_argument(
         "--umls-licence", action="store_true", help="also load non-RXNORM sources (needs a UMLS licence)"
     )
+    rxnorm_load.add_argument("--quiet", action="store_true", help="no progress bar")
     rxnorm_load.set_defaults(run=_rxnorm_load)
 
     args = parser.parse_args(argv)
@@ -121,7 +122,9 @@ def _rxnorm_load(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     try:
-        report = load_release(engine, args.folder, args.version, licensed_sources=args.umls_licence)
+        report = load_release(
+            engine, args.folder, args.version, licensed_sources=args.umls_licence, progress=not args.quiet
+        )
     except (ReleaseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import orjson
 from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.search.query import MODIFIERS, SPECIAL_TYPES
-from fhir_server.terminology import expand, lookup, translate
+from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
 
 INTERACTIONS = [
@@ -71,8 +71,14 @@ def capability_statement(base_url: str) -> dict[str, Any]:
 
 # RxNorm terminology operations (fhir_server/terminology), at type level on their resource.
 TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
-    "CodeSystem": [{"name": "lookup", "definition": lookup.DEFINITION}],
-    "ValueSet": [{"name": "expand", "definition": expand.DEFINITION}],
+    "CodeSystem": [
+        {"name": "lookup", "definition": lookup.DEFINITION},
+        {"name": "validate-code", "definition": validate_code.CODE_SYSTEM_DEFINITION},
+    ],
+    "ValueSet": [
+        {"name": "expand", "definition": expand.DEFINITION},
+        {"name": "validate-code", "definition": validate_code.VALUE_SET_DEFINITION},
+    ],
     "ConceptMap": [{"name": "translate", "definition": translate.DEFINITION}],
 }
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fhir_server.api import bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
-from fhir_server.terminology import expand, lookup, translate
+from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import resource_types
 
 Handler = Callable[..., FhirResponse]
@@ -51,6 +51,10 @@ ROUTES: list[Route] = [
     route("POST", r"CodeSystem/\$lookup", lookup.lookup),
     route("GET", r"ValueSet/\$expand", expand.expand),
     route("POST", r"ValueSet/\$expand", expand.expand),
+    route("GET", r"CodeSystem/\$validate-code", validate_code.code_system),
+    route("POST", r"CodeSystem/\$validate-code", validate_code.code_system),
+    route("GET", r"ValueSet/\$validate-code", validate_code.value_set),
+    route("POST", r"ValueSet/\$validate-code", validate_code.value_set),
     route("GET", r"ConceptMap/\$translate", translate.translate),
     route("POST", r"ConceptMap/\$translate", translate.translate),
     route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate),

@@ -25,7 +25,7 @@ from fhir_server.terminology.parameters import operation_inputs, required, whole
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
 IMPLICIT_VALUE_SET = f"{RXNORM}?fhir_vs"
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
-CLOSE_WORDS, CLOSENESS = 3, 0.75
+CLOSE_WORDS, CLOSENESS, FIXED_START_FROM = 3, 0.75, 5
 
 
 def expand(ctx: Context, req: FhirRequest) -> FhirResponse:
@@ -43,7 +43,7 @@ def expand(ctx: Context, req: FhirRequest) -> FhirResponse:
     return FhirResponse(200, _value_set(url, text, count, offset, total, page), subsettable=False)
 
 
-def matching(conn: Connection, text: str, count: int, offset: int) -> tuple[int, list[store.Concept]]:
+def matching(conn: Connection, text: str, count: int, offset: int) -> tuple[int | None, list[store.Concept]]:
     """The page of concepts matching ``text``, with typo-tolerant words when the exact words find nothing."""
     words = name_words(text)
     total, page = store.search(conn, [[w] for w in words], count, offset)
@@ -53,15 +53,20 @@ def matching(conn: Connection, text: str, count: int, offset: int) -> tuple[int,
 
 
 def _close_words(conn: Connection, word: str) -> list[str]:
-    """``word`` itself and the release's words closest to it (same first letter, similar length)."""
-    candidates = store.vocabulary(conn, word[0], len(word))
+    """``word`` and, when no name has it, the release's closest words (same start, similar length).
+
+    Numbers are never approximated; words of five letters or more keep their first two.
+    """
+    if word[0].isdigit() or store.word_frequency(conn, [word], cap=1):
+        return [word]
+    candidates = store.vocabulary(conn, word[: 2 if len(word) >= FIXED_START_FROM else 1], len(word))
     return [word, *difflib.get_close_matches(word, candidates, n=CLOSE_WORDS, cutoff=CLOSENESS)]
 
 
 def _value_set(
-    url: str, text: str, count: int, offset: int, total: int, page: Sequence[store.Concept]
+    url: str, text: str, count: int, offset: int, total: int | None, page: Sequence[store.Concept]
 ) -> dict[str, Any]:
-    """The expanded ValueSet resource."""
+    """The expanded ValueSet resource (``total`` left out when too many concepts match to count)."""
     parameters: list[dict[str, Any]] = [
         {"name": "count", "valueInteger": count},
         {"name": "offset", "valueInteger": offset},
@@ -71,10 +76,11 @@ def _value_set(
     expansion: dict[str, Any] = {
         "identifier": f"urn:uuid:{uuid.uuid4()}",
         "timestamp": instant(utc_now()),
-        "total": total,
         "offset": offset,
         "parameter": parameters,
     }
+    if total is not None:
+        expansion["total"] = total
     if page:
         expansion["contains"] = [{"system": RXNORM, "code": c.rxcui, "display": c.name} for c in page]
     return {"resourceType": "ValueSet", "url": url, "status": "active", "expansion": expansion}

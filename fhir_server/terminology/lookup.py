@@ -46,7 +46,7 @@ def describe(conn: Connection, code: str) -> dict[str, Any]:
         status = "Suppressed"
     listed = [
         parameter("name", "String", "RxNorm"),
-        parameter("version", "String", store.release_version(conn) or ""),
+        *_version(conn),
         parameter("display", "String", found.name),
         *_designations(conn, found),
         _property("tty", "Code", found.tty),
@@ -56,6 +56,12 @@ def describe(conn: Connection, code: str) -> dict[str, Any]:
     if found.rxcui != code:
         listed.append(_property("remapped-from", "Code", code))
     return parameters(*listed)
+
+
+def _version(conn: Connection) -> list[Part]:
+    """The loaded release's version (none before a release is loaded)."""
+    version = store.release_version(conn)
+    return [parameter("version", "String", version)] if version else []
 
 
 def _designations(conn: Connection, found: store.Concept) -> list[Part]:

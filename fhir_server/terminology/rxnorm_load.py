@@ -9,6 +9,7 @@ the release size. Only SAB=RXNORM rows are public domain; other sources need ``l
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, text
+from tqdm import tqdm
 
 from fhir_server.storage.bulk import insert_rows
 from fhir_server.storage.engine import WRITE
@@ -118,22 +120,37 @@ class LoadReport:
 
 Row = list[str]
 Field = Callable[[Row], str]
+Advance = Callable[[int], object]
 
 
 def load_release(
-    engine: Engine, folder: Path, version: str | None = None, *, licensed_sources: bool = False
+    engine: Engine,
+    folder: Path,
+    version: str | None = None,
+    *,
+    licensed_sources: bool = False,
+    progress: bool = False,
 ) -> LoadReport:
-    """Replace the loaded release with the RRF files in ``folder`` (RXNCONSO.RRF required, the rest optional)."""
+    """Replace the loaded release with the RRF files in ``folder`` (RXNCONSO.RRF required, the rest optional).
+
+    ``progress`` shows a bar (bytes of RRF read) on stderr.
+    """
     if not (folder / "RXNCONSO.RRF").is_file():
         raise ReleaseError(f"{folder} has no RXNCONSO.RRF: not an RxNorm release folder")
     report = LoadReport(version or folder.resolve().name)
     keep = _source_filter(licensed_sources)
-    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+    with (
+        _progress_bar(folder, progress) as bar,
+        engine.connect().execution_options(**{WRITE: True}) as conn,
+        conn.begin(),
+    ):
         for table in RELEASE_TABLES:
             conn.execute(delete(table))
-        for table, columns, rows in _release_rows(folder, keep):
+        for table, columns, rows in _release_rows(folder, keep, bar.update):
             report.rows[table.name] = _insert_batches(conn, table, columns, rows)
         report.rows["rxnorm_display"] = _derive_displays(conn)
+        for table in RELEASE_TABLES:
+            conn.execute(text(f"ANALYZE {table.name}"))  # fresh planner statistics for the new release
         conn.execute(
             insert(rxnorm_release).values(
                 version=report.version, loaded_at=utc_now(), licensed_sources=licensed_sources
@@ -148,11 +165,21 @@ def _source_filter(licensed_sources: bool) -> Callable[[str], bool]:
     return (lambda sab: True) if licensed_sources else (lambda sab: sab == PUBLIC_SOURCE)
 
 
-def _release_rows(folder: Path, keep: Callable[[str], bool]) -> Iterator[tuple[Table, tuple[str, ...], Iterable[Any]]]:
+def _progress_bar(folder: Path, shown: bool) -> tqdm[Any]:
+    """A bar over the bytes the load reads (RXNCONSO.RRF is read twice: atoms, then words)."""
+    files = [folder / name for name in LAYOUTS if (folder / name).is_file()]
+    total = sum(f.stat().st_size for f in files) + (folder / "RXNCONSO.RRF").stat().st_size
+    return tqdm(total=total, unit="B", unit_scale=True, disable=not shown, file=sys.stderr, desc="RxNorm")
+
+
+def _release_rows(
+    folder: Path, keep: Callable[[str], bool], advance: Advance
+) -> Iterator[tuple[Table, tuple[str, ...], Iterable[Any]]]:
     """(table, columns, rows) for every table filled straight from a file of the release."""
     conso = folder / "RXNCONSO.RRF"
-    yield rxnorm_concept, ("rxcui", "rxaui", "sab", "tty", "code", "name", "suppress"), _concepts(conso, keep)
-    yield rxnorm_word, ("word", "rxcui"), _words(conso, keep)
+    concept_columns = ("rxcui", "rxaui", "sab", "tty", "code", "name", "suppress")
+    yield rxnorm_concept, concept_columns, _concepts(read_rrf(conso, advance), keep)
+    yield rxnorm_word, ("word", "rxcui"), _words(read_rrf(conso, advance), keep)
     optional = (
         ("RXNREL.RRF", rxnorm_relation, ("rxcui1", "rela", "rxcui2", "sab"), _relations),
         ("RXNSAT.RRF", rxnorm_ndc, ("ndc", "rxcui", "sab"), _ndcs),
@@ -161,20 +188,28 @@ def _release_rows(folder: Path, keep: Callable[[str], bool]) -> Iterator[tuple[T
     )
     for name, table, columns, rows in optional:
         if (folder / name).is_file():
-            yield table, columns, rows(folder / name, keep)
+            yield table, columns, rows(read_rrf(folder / name, advance), keep)
         else:
             log.warning("%s has no %s: %s stays empty", folder, name, table.name)
 
 
-def read_rrf(path: Path) -> Iterator[Row]:
-    """The fields of each line of an RRF file, checked against the file's official layout."""
-    width = len(LAYOUTS[path.name])
+def read_rrf(path: Path, advance: Advance = lambda size: None) -> Iterator[Row]:
+    """The fields of each line of an RRF file, checked against the file's official layout.
+
+    ``advance`` is told how many characters were read, every ``BATCH`` lines.
+    """
+    width, read = len(LAYOUTS[path.name]), 0
     with path.open(encoding="utf-8", newline="\n") as lines:
         for number, line in enumerate(lines, 1):
             fields = line.rstrip("\r\n").split("|")
             if len(fields) != width + 1 or fields[-1] != "":
                 raise ReleaseError(f"{path.name} line {number}: expected {width} pipe-terminated fields")
+            read += len(line)
+            if number % BATCH == 0:
+                advance(read)
+                read = 0
             yield fields
+    advance(read)
 
 
 def column(file: str, name: str) -> Field:
@@ -183,19 +218,19 @@ def column(file: str, name: str) -> Field:
     return lambda row: row[index]
 
 
-def _concepts(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
-    get = [column(path.name, c) for c in ("RXCUI", "RXAUI", "SAB", "TTY", "CODE", "STR", "SUPPRESS")]
+def _concepts(rows: Iterable[Row], keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    get = [column("RXNCONSO.RRF", c) for c in ("RXCUI", "RXAUI", "SAB", "TTY", "CODE", "STR", "SUPPRESS")]
     sab = get[2]
-    for row in read_rrf(path):
+    for row in rows:
         if keep(sab(row)):
             yield tuple(g(row) for g in get)
 
 
-def _words(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, str]]:
+def _words(rows: Iterable[Row], keep: Callable[[str], bool]) -> Iterator[tuple[str, str]]:
     """Each distinct (word, rxcui) of the names (RXNCONSO lists a concept's atoms together)."""
-    rxcui, sab, name = (column(path.name, c) for c in ("RXCUI", "SAB", "STR"))
+    rxcui, sab, name = (column("RXNCONSO.RRF", c) for c in ("RXCUI", "SAB", "STR"))
     current, seen = "", set[str]()
-    for row in read_rrf(path):
+    for row in rows:
         if not keep(sab(row)):
             continue
         if rxcui(row) != current:
@@ -206,32 +241,32 @@ def _words(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, str]]
                 yield word, current
 
 
-def _relations(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
-    get = [column(path.name, c) for c in ("RXCUI1", "RELA", "RXCUI2", "SAB")]
-    for row in read_rrf(path):
+def _relations(rows: Iterable[Row], keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    get = [column("RXNREL.RRF", c) for c in ("RXCUI1", "RELA", "RXCUI2", "SAB")]
+    for row in rows:
         values = tuple(g(row) for g in get)
         if values[0] and values[2] and keep(values[3]):
             yield values
 
 
-def _ndcs(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
-    rxcui, atn, sab, atv = (column(path.name, c) for c in ("RXCUI", "ATN", "SAB", "ATV"))
-    for row in read_rrf(path):
+def _ndcs(rows: Iterable[Row], keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    rxcui, atn, sab, atv = (column("RXNSAT.RRF", c) for c in ("RXCUI", "ATN", "SAB", "ATV"))
+    for row in rows:
         if atn(row) == "NDC" and keep(sab(row)) and len(atv(row)) == 11 and atv(row).isdigit():
             yield atv(row), rxcui(row), sab(row)
 
 
-def _history(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[Any, ...]]:
+def _history(rows: Iterable[Row], keep: Callable[[str], bool]) -> Iterator[tuple[Any, ...]]:
     """RXNCUI has no SAB column: it is RxNorm's own history."""
-    get = [column(path.name, c) for c in ("CUI1", "VER_START", "VER_END", "CARDINALITY", "CUI2")]
-    for row in read_rrf(path):
+    get = [column("RXNCUI.RRF", c) for c in ("CUI1", "VER_START", "VER_END", "CARDINALITY", "CUI2")]
+    for row in rows:
         cui1, start, end, cardinality, cui2 = (g(row) for g in get)
         yield cui1, start, end, int(cardinality or 0), cui2
 
 
-def _semantic_types(path: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
-    get = [column(path.name, c) for c in ("RXCUI", "TUI", "STY")]
-    for row in read_rrf(path):
+def _semantic_types(rows: Iterable[Row], keep: Callable[[str], bool]) -> Iterator[tuple[str, ...]]:
+    get = [column("RXNSTY.RRF", c) for c in ("RXCUI", "TUI", "STY")]
+    for row in rows:
         yield tuple(g(row) for g in get)
 
 

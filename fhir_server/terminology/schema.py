@@ -12,6 +12,8 @@ from sqlalchemy import Boolean, Column, DateTime, Index, Integer, String, Table,
 from fhir_server.storage.schema import metadata
 
 RXCUI = String(16)
+# Byte-order collation on PostgreSQL, so that a prefix is an index range whatever the database's locale.
+WORD = String(64).with_variant(String(64, collation="C"), "postgresql")
 
 rxnorm_release = Table(
     "rxnorm_release",
@@ -49,9 +51,10 @@ rxnorm_display = Table(
 rxnorm_word = Table(
     "rxnorm_word",
     metadata,
-    Column("word", String(64), nullable=False),
+    Column("word", WORD, nullable=False),
     Column("rxcui", RXCUI, nullable=False),
     Index(None, "word", "rxcui"),
+    Index(None, "rxcui", "word"),
 )
 
 # RXNREL.RRF: read "rxcui2 <rela> rxcui1" (the relation of the second concept to the first).

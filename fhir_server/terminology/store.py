@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, and_, distinct, func, or_, select
+from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, func, or_, select
 
 from fhir_server.terminology.schema import (
     rxnorm_concept,
@@ -22,6 +22,8 @@ from fhir_server.terminology.schema import (
 )
 
 MAX_REMAP_HOPS = 5
+FREQUENCY_CAP = 1_000  # enough to tell a selective word from a common one
+TOTAL_CAP = 10_000  # beyond this many matches the total is not counted
 ACTIVE = "N"  # RXNCONSO SUPPRESS: N = not suppressed
 
 
@@ -87,7 +89,8 @@ def atoms(conn: Connection, rxcui: str) -> list[tuple[str, str, str]]:
 def relations(conn: Connection, rxcui: str) -> list[Related]:
     """The concept's relations (``has_ingredient``, ``has_tradename``, ``consists_of`` ...) with target names."""
     query = (
-        select(distinct(rxnorm_relation.c.rela), rxnorm_relation.c.rxcui1, rxnorm_display.c.name)
+        select(rxnorm_relation.c.rela, rxnorm_relation.c.rxcui1, rxnorm_display.c.name)
+        .distinct()
         .join(rxnorm_display, rxnorm_display.c.rxcui == rxnorm_relation.c.rxcui1)
         .where(rxnorm_relation.c.rxcui2 == rxcui, rxnorm_relation.c.rela != "")
         .order_by(rxnorm_relation.c.rela, rxnorm_relation.c.rxcui1)
@@ -97,20 +100,21 @@ def relations(conn: Connection, rxcui: str) -> list[Related]:
 
 def ndcs(conn: Connection, rxcui: str) -> list[str]:
     """The 11-digit NDCs of the concept."""
-    query = select(distinct(rxnorm_ndc.c.ndc)).where(rxnorm_ndc.c.rxcui == rxcui).order_by(rxnorm_ndc.c.ndc)
+    query = select(rxnorm_ndc.c.ndc).distinct().where(rxnorm_ndc.c.rxcui == rxcui).order_by(rxnorm_ndc.c.ndc)
     return list(conn.execute(query).scalars())
 
 
 def semantic_types(conn: Connection, rxcui: str) -> list[str]:
     """The semantic type names (RXNSTY) of the concept."""
-    query = select(distinct(rxnorm_semantic_type.c.sty)).where(rxnorm_semantic_type.c.rxcui == rxcui)
+    query = select(rxnorm_semantic_type.c.sty).distinct().where(rxnorm_semantic_type.c.rxcui == rxcui)
     return sorted(conn.execute(query).scalars())
 
 
 def concepts_for_ndcs(conn: Connection, candidates: Sequence[str]) -> list[tuple[str, Concept]]:
     """(ndc, concept) for each of the 11-digit ``candidates`` the release knows."""
     query = (
-        select(distinct(rxnorm_ndc.c.ndc), rxnorm_display)
+        select(rxnorm_ndc.c.ndc, rxnorm_display)
+        .distinct()
         .join(rxnorm_display, rxnorm_display.c.rxcui == rxnorm_ndc.c.rxcui)
         .where(rxnorm_ndc.c.ndc.in_(candidates))
         .order_by(rxnorm_ndc.c.ndc, rxnorm_display.c.rxcui)
@@ -118,16 +122,34 @@ def concepts_for_ndcs(conn: Connection, candidates: Sequence[str]) -> list[tuple
     return [(r[0], Concept(r.rxcui, r.name, r.tty, r.suppress)) for r in conn.execute(query)]
 
 
-def search(conn: Connection, terms: Sequence[Sequence[str]], count: int, offset: int) -> tuple[int, list[Concept]]:
+def search(
+    conn: Connection, terms: Sequence[Sequence[str]], count: int, offset: int
+) -> tuple[int | None, list[Concept]]:
     """Active concepts with, for every term, a name word starting with one of its alternatives.
 
-    Ranked by name length (the closest, most general names first), then RxCUI; returns (total, page).
+    The most selective term drives the query; the others are index probes per candidate. Ranked by name
+    length (the closest, most general names first), then RxCUI; returns (total, page), the total None when
+    more than ``TOTAL_CAP`` concepts match.
     """
-    conditions = [rxnorm_display.c.suppress == ACTIVE]
-    for alternatives in terms:
-        words = select(rxnorm_word.c.rxcui).where(_starts_with_any(alternatives))
-        conditions.append(rxnorm_display.c.rxcui.in_(words))
-    total = conn.execute(select(func.count()).select_from(rxnorm_display).where(*conditions)).scalar_one()
+    if not terms:
+        return _page(conn, [rxnorm_display.c.suppress == ACTIVE], count, offset)
+    driver, *others = sorted(terms, key=lambda alternatives: word_frequency(conn, alternatives))
+    candidates = select(rxnorm_word.c.rxcui).where(_starts_with_any(rxnorm_word, driver)).distinct().subquery()
+    conditions = [rxnorm_display.c.rxcui.in_(select(candidates.c.rxcui)), rxnorm_display.c.suppress == ACTIVE]
+    for alternatives in others:
+        probe = rxnorm_word.alias()
+        conditions.append(
+            exists().where(probe.c.rxcui == rxnorm_display.c.rxcui, _starts_with_any(probe, alternatives))
+        )
+    return _page(conn, conditions, count, offset)
+
+
+def _page(
+    conn: Connection, conditions: list[ColumnElement[bool]], count: int, offset: int
+) -> tuple[int | None, list[Concept]]:
+    """The total of concepts meeting ``conditions`` (up to ``TOTAL_CAP``) and the page at ``offset``."""
+    matches = select(rxnorm_display.c.rxcui).where(*conditions).limit(TOTAL_CAP + 1).subquery()
+    counted = int(conn.execute(select(func.count()).select_from(matches)).scalar_one())
     page = (
         select(rxnorm_display)
         .where(*conditions)
@@ -135,19 +157,30 @@ def search(conn: Connection, terms: Sequence[Sequence[str]], count: int, offset:
         .limit(count)
         .offset(offset)
     )
-    return total, [Concept(r.rxcui, r.name, r.tty, r.suppress) for r in conn.execute(page)]
+    found = [Concept(r.rxcui, r.name, r.tty, r.suppress) for r in conn.execute(page)]
+    return (counted if counted <= TOTAL_CAP else None), found
 
 
-def _starts_with_any(prefixes: Sequence[str]) -> ColumnElement[bool]:
+def word_frequency(conn: Connection, alternatives: Sequence[str], cap: int = FREQUENCY_CAP) -> int:
+    """How many words start with one of ``alternatives`` (counted up to ``cap``: only the order matters)."""
+    rows = select(rxnorm_word.c.rxcui).where(_starts_with_any(rxnorm_word, alternatives)).limit(cap).subquery()
+    return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
+
+
+def _starts_with_any(words: FromClause, prefixes: Sequence[str]) -> ColumnElement[bool]:
     """Words starting with one of ``prefixes``: index range scans (words are lower-case ASCII)."""
-    return or_(*(and_(rxnorm_word.c.word >= p, rxnorm_word.c.word < p + "\x7f") for p in prefixes))
+    return or_(*(and_(words.c.word >= p, words.c.word < p + "\x7f") for p in prefixes))
 
 
 def vocabulary(conn: Connection, first: str, length: int, spread: int = 2) -> list[str]:
     """Distinct words starting with ``first`` whose length is within ``spread`` of ``length`` (typo candidates)."""
-    query = select(distinct(rxnorm_word.c.word)).where(
-        rxnorm_word.c.word >= first,
-        rxnorm_word.c.word < first + "\x7f",
-        func.length(rxnorm_word.c.word).between(length - spread, length + spread),
+    query = (
+        select(rxnorm_word.c.word)
+        .distinct()
+        .where(
+            rxnorm_word.c.word >= first,
+            rxnorm_word.c.word < first + "\x7f",
+            func.length(rxnorm_word.c.word).between(length - spread, length + spread),
+        )
     )
     return list(conn.execute(query).scalars())

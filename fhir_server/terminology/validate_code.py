@@ -1,0 +1,70 @@
+"""``$validate-code`` for RxNorm, on the code system and on its implicit value set:
+https://hl7.org/fhir/R4/codesystem-operation-validate-code.html,
+https://hl7.org/fhir/R4/valueset-operation-validate-code.html
+
+A code is valid when the loaded release has it; a retired RxCUI is not, and the message names its
+replacement. A ``display`` must be one of the concept's names (case-insensitive).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.errors import BadRequest
+from fhir_server.terminology import store
+from fhir_server.terminology.expand import IMPLICIT_VALUE_SET
+from fhir_server.terminology.lookup import check_system
+from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, required
+
+CODE_SYSTEM_DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code"
+VALUE_SET_DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"
+
+
+def code_system(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """CodeSystem/$validate-code?url=<RxNorm>&code=... (``system`` or a ``coding`` also name the system)."""
+    inputs = operation_inputs(req)
+    check_system(inputs.get("url") or required(inputs, "system"))
+    return _validate(ctx, inputs)
+
+
+def value_set(ctx: Context, req: FhirRequest) -> FhirResponse:
+    """ValueSet/$validate-code?url=<RxNorm>?fhir_vs&system=<RxNorm>&code=..."""
+    inputs = operation_inputs(req)
+    url = required(inputs, "url")
+    if url != IMPLICIT_VALUE_SET:
+        raise BadRequest(f"only the implicit value set {IMPLICIT_VALUE_SET} is known, not '{url}'", expression="url")
+    check_system(required(inputs, "system"))
+    return _validate(ctx, inputs)
+
+
+def _validate(ctx: Context, inputs: dict[str, str]) -> FhirResponse:
+    code, display = required(inputs, "code"), inputs.get("display")
+    return FhirResponse(200, ctx.read(lambda unit: verdict(unit.conn, code, display)), subsettable=False)
+
+
+def verdict(conn: Connection, code: str, display: str | None) -> dict[str, Any]:
+    """The Parameters answer: ``result``, the concept's ``display``, and a ``message`` when it is not valid."""
+    found = store.concept(conn, code)
+    if found is None:
+        return parameters(*_invalid(_unknown(conn, code)))
+    answer = [parameter("result", "Boolean", True), parameter("display", "String", found.name)]
+    names = {name.lower() for _sab, _tty, name in store.atoms(conn, code)}
+    if display is not None and display.lower() not in names:
+        answer = [*_invalid(f"'{display}' is not a name of RxCUI {code}"), answer[1]]
+    return parameters(*answer)
+
+
+def _unknown(conn: Connection, code: str) -> str:
+    """Why ``code`` is not valid: retired (and what replaced it) or never known."""
+    replacements = store.current_concepts(conn, code)
+    if replacements:
+        current = ", ".join(f"{c.rxcui} ({c.name})" for c in replacements)
+        return f"RxCUI {code} was retired; it is now {current}"
+    return f"RxCUI {code} is not in the loaded RxNorm release"
+
+
+def _invalid(message: str) -> list[Part]:
+    return [parameter("result", "Boolean", False), parameter("message", "String", message)]
