@@ -1,4 +1,4 @@
-"""``fhir-server``: one command line with subcommands (serve, migrate, import, rxnorm load).
+"""``fhir-server``: one command line with subcommands (serve, migrate, import, mllp, rxnorm load).
 
 Settings come from ``FHIR_*`` environment variables; flags override them.
 """
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     load.set_defaults(run=_import)
 
+    mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener on its own")
+    mllp.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
+    mllp.add_argument("--port", type=int, help="port (env FHIR_MLLP_PORT, default 2575)")
+    mllp.set_defaults(run=_mllp)
+
     rxnorm = commands.add_parser("rxnorm", help="RxNorm terminology").add_subparsers(dest="action", required=True)
     rxnorm_load = rxnorm.add_parser("load", help="load an RxNorm release (RRF files), replacing the loaded one")
     rxnorm_load.add_argument("folder", type=Path, help="the release's rrf/ folder (RXNCONSO.RRF, RXNREL.RRF ...)")
@@ -48,6 +53,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().with_overrides(database_url=args.database_url)
     return int(args.run(settings, args) or 0)
+
+
+def _mllp(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from fhir_server.api.request import Context
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+    from fhir_server.storage.repository import Repository
+    from hl7_gateway.server import ListenerSettings, start_listener
+
+    settings = settings.with_overrides(host=args.host, mllp_port=args.port)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
+
+    async def run() -> None:
+        listener = await start_listener(ctx, ListenerSettings(host=settings.host, port=settings.mllp_port))
+        logging.info("MLLP listener on %s:%s", settings.host, settings.mllp_port)
+        async with listener:
+            await listener.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+    return 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    mllp_port: int = 2575
     threads: int = 16
     max_body_bytes: int = 64 * 1024 * 1024
     default_page_size: int = 20
@@ -48,6 +49,7 @@ class Settings:
             host=host,
             port=port,
             workers=_env_int("FHIR_WORKERS", cls.workers),
+            mllp_port=_env_int("FHIR_MLLP_PORT", cls.mllp_port),
             threads=_env_int("FHIR_THREADS", cls.threads),
             max_body_bytes=_env_int("FHIR_MAX_BODY_BYTES", cls.max_body_bytes),
             default_page_size=_env_int("FHIR_DEFAULT_PAGE_SIZE", cls.default_page_size),
