@@ -26,6 +26,9 @@ from mappers.v2 import Message, decode, parse
 
 log = logging.getLogger("hl7_gateway")
 
+BATCH_HEADERS = ("FHS", "BHS")
+BATCH_TRAILERS = ("BTS", "FTS")
+
 
 def process_message(ctx: Context, raw: bytes) -> str:
     """The ACK text for one message (already unframed); every message gets one, whatever happens."""
@@ -43,10 +46,51 @@ def _first_line(raw: bytes) -> str:
 
 def _process(ctx: Context, raw: bytes) -> str:
     try:
-        message = parse(decode(raw))
+        text = decode(raw)
     except V2Error as error:
         return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=_first_line(raw))
+    if text[:3] in BATCH_HEADERS:
+        return _batch(ctx, text)
+    return _single(ctx, text)
+
+
+def _single(ctx: Context, text: str) -> str:
+    try:
+        message = parse(text)
+    except V2Error as error:
+        head = text.split("\r", 1)[0]
+        return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=head)
     return _mapped_and_applied(ctx, message)
+
+
+def _batch(ctx: Context, text: str) -> str:
+    """A batch (FHS/BHS ... BTS/FTS): every message processed on its own, one batch of ACKs returned.
+
+    HL7 v2 section 2.10.3: the response batch carries one acknowledgement per message, in order.
+    """
+    lines = [line for line in text.split("\r") if line.strip()]
+    messages: list[list[str]] = []
+    for line in lines:
+        if line.startswith("MSH"):
+            messages.append([line])
+        elif messages and line[:3] not in BATCH_TRAILERS + BATCH_HEADERS:
+            messages[-1].append(line)
+    acks = [_single(ctx, "\r".join(segments)) for segments in messages]
+    headers = [_reply_header(line) for line in lines if line[:3] in BATCH_HEADERS]
+    trailers = (
+        [f"BTS{lines[0][3]}{len(acks)}", f"FTS{lines[0][3]}1"]
+        if lines[0][:3] == "FHS"
+        else [f"BTS{lines[0][3]}{len(acks)}"]
+    )
+    return "\r".join(headers) + "\r" + "".join(acks) + "\r".join(trailers) + "\r"
+
+
+def _reply_header(line: str) -> str:
+    """The FHS/BHS of the response batch: sender and receiver swapped, the rest kept."""
+    fields = line.split(line[3])
+    fields += [""] * (7 - len(fields))
+    fields[2], fields[3], fields[4], fields[5] = fields[4], fields[5], fields[2], fields[3]
+    return line[3].join(fields)
 
 
 def _mapped_and_applied(ctx: Context, message: Message) -> str:

@@ -115,3 +115,11 @@ def test_many_connections_at_once(mllp_port: int) -> None:
     for thread in threads:
         thread.join(120)
     assert len(results) == 12 and all(msa(a)[1] == "AA" for a in results)
+
+
+def test_batch_gets_one_acknowledgement_per_message(mllp_port: int) -> None:
+    (ack,) = send(mllp_port, shared("hl7v2", "14_BATCH_FHS_BHS_ORU_R01_251.hl7").read_bytes())
+    segments = ack.rstrip("\r").split("\r")
+    assert [s[:3] for s in segments] == ["FHS", "BHS", "MSH", "MSA", "MSH", "MSA", "BTS", "FTS"]
+    assert [s.split("|")[1:3] for s in segments if s.startswith("MSA")] == [["AA", "371784"], ["AA", "612092"]]
+    assert segments[-2] == "BTS|2"
