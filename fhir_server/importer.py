@@ -48,24 +48,25 @@ def import_paths(ctx: Context, paths: Iterable[Path], progress: bool = True) -> 
     report = ImportReport()
     files = [f for p in paths for f in _files(Path(p))]
     with tqdm(
-        total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, disable=not progress, file=sys.stderr
+        total=sum(f.stat().st_size for f, _ in files), unit="B", unit_scale=True, disable=not progress, file=sys.stderr
     ) as bar:
-        for file in files:
+        for file, kind in files:
             bar.set_description(file.name[:40])
             try:
-                _import_file(ctx, file, report, bar)
+                _import_file(ctx, file, kind, report, bar)
             except (SQLAlchemyError, ijson.JSONError, ValueError, OSError) as exc:
                 report.problem(f"{file}: stopped: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     return report
 
 
-def _files(path: Path) -> list[Path]:
+def _files(path: Path) -> list[tuple[Path, str | None]]:
+    """The files to import under ``path`` with their Bundle type (read once), batch Bundles first."""
     if path.is_file():
-        return [path]
+        return [(path, _bundle_type(path))]
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist")
     found = sorted(p for p in path.rglob("*") if p.suffix in {".json", ".ndjson"} and p.is_file())
-    return sorted(found, key=lambda p: _bundle_type(p) != "batch")
+    return sorted(((p, _bundle_type(p)) for p in found), key=lambda item: item[1] != "batch")
 
 
 def _bundle_type(path: Path) -> str | None:
@@ -76,12 +77,12 @@ def _bundle_type(path: Path) -> str | None:
     return None
 
 
-def _import_file(ctx: Context, file: Path, report: ImportReport, bar: tqdm) -> None:
+def _import_file(ctx: Context, file: Path, kind: str | None, report: ImportReport, bar: tqdm) -> None:
     with file.open("rb") as stream:
         tracked = _Tracked(stream, bar)
         if file.suffix == ".ndjson":
             _write_chunks(ctx, _ndjson(tracked, file), report)
-        elif _bundle_type(file) == "collection":
+        elif kind == "collection":
             _write_chunks(ctx, _bundle_entries(tracked, file), report)
         else:
             _post_bundle(ctx, file, parse_json(tracked.read()), report)

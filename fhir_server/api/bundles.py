@@ -20,11 +20,12 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from fhir_server.api.interactions import criteria
+from fhir_server.api.listing import make_bundle
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, FhirError, Issue, NotFound, PreconditionFailed
 from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.query import SearchQuery
-from fhir_server.storage.model import instant, utc_now
+from fhir_server.storage.model import instant
 from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -255,11 +256,9 @@ def _target(unit: WriteUnit, entry: Entry, condition: SearchQuery | None) -> str
             raise BadRequest(
                 f"the resource is a {entry.resource.get('resourceType')}, not a {rtype}", expression="resourceType"
             )
-        matches = unit.conditional_matches(condition) if condition else []
-        if len(matches) > 1:
-            raise PreconditionFailed("ifNoneExist criteria match more than one resource")
-        entry.matched = bool(matches)
-        return matches[0].reference if matches else f"{rtype}/{new_id()}"
+        match = unit.conditional_match(condition, "ifNoneExist", code="duplicate") if condition else None
+        entry.matched = match is not None
+        return match.reference if match is not None else f"{rtype}/{new_id()}"
     if entry.method == "PUT" and condition is not None:
         return f"{rtype}/{unit.conditional_target(condition, entry.resource.get('id'))}"
     if entry.method == "PUT":
@@ -375,12 +374,7 @@ class ReferenceResolver:
 
 def response_bundle(kind: str, responses: list[FhirResponse]) -> dict[str, Any]:
     """A batch-response or transaction-response Bundle, one entry per request entry, in order."""
-    return {
-        "resourceType": "Bundle",
-        "meta": {"lastUpdated": instant(utc_now())},
-        "type": kind,
-        "entry": [_response_entry(r) for r in responses],
-    }
+    return make_bundle(kind, [_response_entry(r) for r in responses])
 
 
 def _response_entry(resp: FhirResponse) -> dict[str, Any]:

@@ -32,7 +32,9 @@ def search(ctx: Context, req: FhirRequest, resource_type: str | None = None) -> 
     )
     if query.count == 0 or req.param("_summary") == "count":
         counted = ctx.read(lambda u: u.count(query))
-        return FhirResponse(200, _bundle("searchset", [], total=counted, links=_search_links(ctx, req, query, None)))
+        return FhirResponse(
+            200, make_bundle("searchset", [], total=counted, links=_search_links(ctx, req, query, None))
+        )
     page = ctx.read(lambda u: u.search(query))
     entries = [_match_entry(ctx, s) for s in page.matches]
     if query.warnings:
@@ -43,7 +45,7 @@ def search(ctx: Context, req: FhirRequest, resource_type: str | None = None) -> 
     elif req.param("_total") == "accurate":
         total = ctx.read(lambda u: u.count(query))
     links = _search_links(ctx, req, query, page.next_cursor)
-    return FhirResponse(200, _bundle("searchset", entries, total=total, links=links))
+    return FhirResponse(200, make_bundle("searchset", entries, total=total, links=links))
 
 
 def _match_entry(ctx: Context, stored: Stored) -> dict[str, Any]:
@@ -76,19 +78,17 @@ def _url(path: str, params: list[tuple[str, str]]) -> str:
     return f"{path}?{urlencode(params)}" if params else path
 
 
-def _bundle(
-    kind: str, entries: list[dict[str, Any]], *, total: int | None = None, links: list[dict[str, str]]
+def make_bundle(
+    kind: str, entries: list[dict[str, Any]], *, total: int | None = None, links: list[dict[str, str]] | None = None
 ) -> dict[str, Any]:
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "meta": {"lastUpdated": instant(utc_now())},
-        "type": kind,
-    }
+    """A Bundle of ``kind`` (searchset, history, batch-response, ...) stamped with the time it was made."""
+    made: dict[str, Any] = {"resourceType": "Bundle", "meta": {"lastUpdated": instant(utc_now())}, "type": kind}
     if total is not None:
-        bundle["total"] = total
-    bundle["link"] = links
-    bundle["entry"] = entries
-    return bundle
+        made["total"] = total
+    if links is not None:
+        made["link"] = links
+    made["entry"] = entries
+    return made
 
 
 def history(ctx: Context, req: FhirRequest, resource_type: str | None = None, id: str | None = None) -> FhirResponse:
@@ -103,7 +103,7 @@ def history(ctx: Context, req: FhirRequest, resource_type: str | None = None, id
     links = [{"relation": "self", "url": _url(path, req.query)}]
     if following is not None and following.after_key is not None:
         links.append({"relation": "next", "url": _url(path, [*params, ("_page", _encode_key(following))])})
-    return FhirResponse(200, _bundle("history", entries, links=links))
+    return FhirResponse(200, make_bundle("history", entries, links=links))
 
 
 def _history_entry(ctx: Context, stored: Stored) -> dict[str, Any]:

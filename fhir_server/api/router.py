@@ -13,7 +13,7 @@ from fhir_server.api import bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.terminology import expand, lookup, translate, validate_code
-from resources.registry import resource_types
+from resources.registry import is_resource_type
 
 Handler = Callable[..., FhirResponse]
 
@@ -67,15 +67,6 @@ ROUTES: list[Route] = [
     route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread, lookup=True),
 ]
 
-_KNOWN_TYPES: frozenset[str] = frozenset()
-
-
-def known_types() -> frozenset[str]:
-    global _KNOWN_TYPES
-    if not _KNOWN_TYPES:
-        _KNOWN_TYPES = frozenset(resource_types())
-    return _KNOWN_TYPES
-
 
 def is_lookup(req: FhirRequest) -> bool:
     """Whether ``req`` is a read/vread/metadata: a single indexed read, no writes, no scans."""
@@ -113,7 +104,7 @@ def _check_id(id: str | None) -> None:
 def _check_type(resource_type: str | None) -> None:
     if resource_type is None:
         return
-    if resource_type not in known_types():
+    if not is_resource_type(resource_type):
         raise NotFound(f"'{resource_type}' is not a FHIR R4 resource type", code="not-supported")
 
 

@@ -75,6 +75,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def _check_if_match(current: Stored, if_match: int | None) -> None:
+    """412 unless ``If-Match`` (when given) names the current, not deleted, version."""
+    if if_match is not None and (current.deleted or if_match != current.version):
+        raise PreconditionFailed(
+            f"If-Match version {if_match} does not match the current version {current.version} of {current.reference}"
+        )
+
+
 def _moment(after: datetime | None) -> datetime:
     """The time of a new version: now (taken after the row lock), and always after the version it replaces."""
     now = utc_now()
@@ -214,10 +222,7 @@ class WriteUnit(ReadUnit):
                 raise PreconditionFailed(f"{resource_type}/{id} does not exist, so If-Match cannot match")
             return self.create(body, id)
         pk, old = found
-        if if_match is not None and (old.deleted or if_match != old.version):
-            raise PreconditionFailed(
-                f"If-Match version {if_match} does not match the current version {old.version} of {resource_type}/{id}"
-            )
+        _check_if_match(old, if_match)
         stamped, stored = self._version(body, id, old.version + 1, after=old.last_updated)
         self._replace(pk, old, stored, self._index(stamped), method)
         return WriteResult(stored, created=old.deleted)
@@ -234,10 +239,7 @@ class WriteUnit(ReadUnit):
                 raise PreconditionFailed(f"{resource_type}/{id} does not exist, so If-Match cannot match")
             return None
         pk, old = found
-        if if_match is not None and if_match != old.version:
-            raise PreconditionFailed(
-                f"If-Match version {if_match} does not match the current version {old.version} of {resource_type}/{id}"
-            )
+        _check_if_match(old, if_match)
         tombstone = Stored(resource_type, id, old.version + 1, _moment(old.last_updated), True, b"", "DELETE")
         self._replace(pk, old, tombstone, IndexRows(), "DELETE")
         return WriteResult(tombstone)
@@ -247,6 +249,13 @@ class WriteUnit(ReadUnit):
         self.lock_conditions([query])
         return self.search(query.with_count(limit)).matches
 
+    def conditional_match(self, query: SearchQuery, what: str, code: str = "multiple-matches") -> Stored | None:
+        """The one resource the criteria select, or None; several is a 412 (R4 conditional interactions)."""
+        matches = self.conditional_matches(query)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"{what} criteria '{query.canonical()}' match more than one resource", code=code)
+        return matches[0] if matches else None
+
     def lock_conditions(self, queries: Iterable[SearchQuery]) -> None:
         """Take the locks of several conditional criteria in one global order, so writers never deadlock."""
         names = {f"conditional:{self.partition}:{q.resource_type}?{q.canonical()}" for q in queries}
@@ -255,13 +264,9 @@ class WriteUnit(ReadUnit):
 
     def conditional_create(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#ccreate: create unless ``If-None-Exist`` matches one."""
-        matches = self.conditional_matches(query)
-        if len(matches) > 1:
-            raise PreconditionFailed(
-                f"If-None-Exist criteria '{query.canonical()}' match more than one resource", code="duplicate"
-            )
-        if matches:
-            return WriteResult(matches[0], created=False, changed=False)
+        match = self.conditional_match(query, "If-None-Exist", code="duplicate")
+        if match is not None:
+            return WriteResult(match, created=False, changed=False)
         return self.create(body)
 
     def conditional_update(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
@@ -270,19 +275,14 @@ class WriteUnit(ReadUnit):
 
     def conditional_target(self, query: SearchQuery, body_id: Any) -> str:
         """The id a conditional update writes: the one match, else the body's id (if free) or a new one."""
-        matches = self.conditional_matches(query)
-        if len(matches) > 1:
-            raise PreconditionFailed(
-                f"conditional update criteria '{query.canonical()}' match more than one resource",
-                code="multiple-matches",
-            )
-        if matches:
-            if body_id not in (None, matches[0].id):
+        match = self.conditional_match(query, "conditional update")
+        if match is not None:
+            if body_id not in (None, match.id):
                 raise BadRequest(
-                    f"the body's id '{body_id}' differs from the id '{matches[0].id}' the criteria matched",
+                    f"the body's id '{body_id}' differs from the id '{match.id}' the criteria matched",
                     expression="id",
                 )
-            return matches[0].id
+            return match.id
         if body_id is None:
             return new_id()
         existing = self.current(str(query.resource_type), body_id)
