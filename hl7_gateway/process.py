@@ -22,7 +22,7 @@ from hl7_gateway.ack import (
 )
 from mappers.errors import MappingError, UnsupportedMessage, V2Error
 from mappers.messages import map_message
-from mappers.v2 import Message, decode, parse
+from mappers.v2 import Message, decode, first_line, parse
 
 log = logging.getLogger("hl7_gateway")
 
@@ -37,18 +37,14 @@ def process_message(ctx: Context, raw: bytes) -> str:
     except Exception:
         log.exception("unexpected error processing an HL7 v2 message")
         problem = Problem(APPLICATION_ERROR, "the message could not be processed; the error has been logged")
-        return acknowledgement(None, "AE", problem, raw_head=_first_line(raw))
-
-
-def _first_line(raw: bytes) -> str:
-    return raw.removeprefix(b"\xef\xbb\xbf").split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+        return acknowledgement(None, "AE", problem, raw_head=first_line(raw))
 
 
 def _process(ctx: Context, raw: bytes) -> str:
     try:
         text = decode(raw)
     except V2Error as error:
-        return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=_first_line(raw))
+        return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=first_line(raw))
     if text[:3] in BATCH_HEADERS:
         return _batch(ctx, text)
     return _single(ctx, text)
@@ -115,4 +111,4 @@ def _problem(error: V2Error, code: tuple[str, str]) -> Problem:
 def too_large(head: bytes, limit: int) -> str:
     """The AR for a frame over the size limit (answered from its first line)."""
     problem = Problem(APPLICATION_ERROR, f"message larger than the {limit} bytes this listener accepts")
-    return acknowledgement(None, "AR", problem, raw_head=_first_line(head))
+    return acknowledgement(None, "AR", problem, raw_head=first_line(head))

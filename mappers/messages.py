@@ -35,8 +35,8 @@ class BundleBuilder:
 
     message: Message
     entries: list[JSON] = field(default_factory=list)
-    offset: str = ""
-    source: str = ""
+    offset: str = field(init=False)
+    source: str = field(init=False)
 
     def __post_init__(self) -> None:
         """Read once: the sender's UTC offset (MSH-7) for times sent without one, and ``meta.source``."""

@@ -67,9 +67,9 @@ def located(segment: Segment, n: int, read: Callable[[Field], T]) -> T:
         raise InvalidValue(f"{segment.name}-{n}: {error}", field=f"{segment.name}-{n}") from error
 
 
-def datetime_at(segment: Segment, n: int, offset: str) -> str | None:
-    """The TS/DTM in field ``n`` as a FHIR dateTime."""
-    return located(segment, n, lambda field: dt.dtm_to_datetime(field.component(1), offset))
+def datetime_at(segment: Segment, n: int, offset: str, component: int = 1) -> str | None:
+    """The TS/DTM in field ``n`` (or its component ``component``, as in a DR range) as a FHIR dateTime."""
+    return located(segment, n, lambda field: dt.dtm_to_datetime(field.component(component), offset))
 
 
 def instant_at(segment: Segment, n: int, offset: str) -> str | None:
@@ -226,7 +226,7 @@ def interpretation(field: Field) -> JSON | None:
 
 def map_spm(spm: Segment, offset: str) -> JSON:
     """SPM -> Specimen: identifiers (2, EIP), type (4), collection (17, DR), receivedTime (18)."""
-    start, end = (datetime_at_component(spm, 17, n, offset) for n in (1, 2))
+    start, end = (datetime_at(spm, 17, offset, n) for n in (1, 2))
     collected: dict[str, Any] = {"collectedDateTime": start} if start and not end else {}
     if end:
         collected = {"collectedPeriod": compact({"start": start, "end": end})}
@@ -240,8 +240,3 @@ def map_spm(spm: Segment, offset: str) -> JSON:
             "receivedTime": datetime_at(spm, 18, offset),
         }
     )
-
-
-def datetime_at_component(segment: Segment, n: int, component: int, offset: str) -> str | None:
-    """The TS/DTM in component ``component`` of field ``n`` (a DR range) as a FHIR dateTime."""
-    return located(segment, n, lambda field: dt.dtm_to_datetime(field.component(component), offset))

@@ -106,9 +106,14 @@ def is_utf8(body: bytes) -> bool:
     return True
 
 
+def first_line(raw: bytes) -> str:
+    """The first segment of raw message bytes (BOM dropped; CR or LF ends it), read as latin-1."""
+    return raw.removeprefix(UTF8_BOM).split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+
+
 def declared_charset(body: bytes) -> str:
     """MSH-18 (first repetition, first component) of the message header, or "" when absent."""
-    head = body.split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+    head = first_line(body)
     if not head.startswith("MSH") or len(head) < 8:
         return ""
     try:

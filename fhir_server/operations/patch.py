@@ -47,6 +47,7 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_server.errors import BadRequest, FhirError, Unprocessable
+from fhir_server.validation.models import REDEFINED_IN_R4B
 
 Resource = dict[str, Any]
 Model = type
@@ -153,14 +154,13 @@ class ElementDefinition:
 
 
 _RESOURCE_TYPE = ElementDefinition("resourceType", json_types=(str,))
-_REWRITTEN_IN_R4B = frozenset({"Evidence", "EvidenceVariable"})
 _JSON_TYPES: dict[Any, tuple[type, ...]] = {bool: (bool,), int: (int,), Decimal: (int, float, Decimal)}
 
 
 @cache
 def fhir_type_model(type_name: str) -> Model | None:
     """The model class of a FHIR resource type or complex datatype, or None when R4B has no R4 model of it."""
-    if type_name in _REWRITTEN_IN_R4B:
+    if type_name in REDEFINED_IN_R4B:
         return None
     try:
         return typing.cast(Model, get_fhir_model_class(type_name))

@@ -16,14 +16,13 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import BadRequest
 from fhir_server.storage.model import instant, utc_now
 from fhir_server.terminology import store
-from fhir_server.terminology.normalize import RXNORM, name_words
+from fhir_server.terminology.lookup import check_value_set
+from fhir_server.terminology.normalize import IMPLICIT_VALUE_SET, RXNORM, name_words
 from fhir_server.terminology.parameters import operation_inputs, required, whole_number
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
-IMPLICIT_VALUE_SET = f"{RXNORM}?fhir_vs"
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
 CLOSE_WORDS, CLOSENESS, FIXED_START_FROM = 3, 0.75, 5
 
@@ -31,16 +30,12 @@ CLOSE_WORDS, CLOSENESS, FIXED_START_FROM = 3, 0.75, 5
 def expand(ctx: Context, req: FhirRequest) -> FhirResponse:
     """GET or POST ValueSet/$expand?url=<RxNorm>?fhir_vs&filter=...&count=&offset=."""
     inputs = operation_inputs(req)
-    url = required(inputs, "url")
-    if url != IMPLICIT_VALUE_SET:
-        raise BadRequest(
-            f"only the implicit value set {IMPLICIT_VALUE_SET} can be expanded, not '{url}'", expression="url"
-        )
+    check_value_set(required(inputs, "url"))
     text = inputs.get("filter", "")
     count = whole_number(inputs, "count", DEFAULT_COUNT, MAX_COUNT)
     offset = whole_number(inputs, "offset", 0, 2**31 - 1)
     total, page = ctx.read(lambda unit: matching(unit.conn, text, count, offset))
-    return FhirResponse(200, _value_set(url, text, count, offset, total, page), subsettable=False)
+    return FhirResponse(200, _value_set(IMPLICIT_VALUE_SET, text, count, offset, total, page), subsettable=False)
 
 
 def matching(conn: Connection, text: str, count: int, offset: int) -> tuple[int | None, list[store.Concept]]:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.terminology import store
-from fhir_server.terminology.normalize import RXNORM
+from fhir_server.terminology.normalize import IMPLICIT_VALUE_SET, RXNORM
 from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, parts, required
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"
@@ -32,6 +32,12 @@ def check_system(system: str) -> None:
     """Only RxNorm is served: a 400 naming ``system`` otherwise."""
     if system != RXNORM:
         raise BadRequest(f"this server looks up codes of {RXNORM} only, not '{system}'", expression="system")
+
+
+def check_value_set(url: str) -> None:
+    """Only the implicit all-of-RxNorm value set is served: a 400 naming ``url`` otherwise."""
+    if url != IMPLICIT_VALUE_SET:
+        raise BadRequest(f"only the implicit value set {IMPLICIT_VALUE_SET} is known, not '{url}'", expression="url")
 
 
 def describe(conn: Connection, code: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import re
 from fhir_server.errors import BadRequest
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+IMPLICIT_VALUE_SET = f"{RXNORM}?fhir_vs"  # all of RxNorm
 NDC = "http://hl7.org/fhir/sid/ndc"
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")

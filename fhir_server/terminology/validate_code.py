@@ -13,10 +13,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import BadRequest
 from fhir_server.terminology import store
-from fhir_server.terminology.expand import IMPLICIT_VALUE_SET
-from fhir_server.terminology.lookup import check_system
+from fhir_server.terminology.lookup import check_system, check_value_set
 from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, required
 
 CODE_SYSTEM_DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code"
@@ -33,9 +31,7 @@ def code_system(ctx: Context, req: FhirRequest) -> FhirResponse:
 def value_set(ctx: Context, req: FhirRequest) -> FhirResponse:
     """ValueSet/$validate-code?url=<RxNorm>?fhir_vs&system=<RxNorm>&code=..."""
     inputs = operation_inputs(req)
-    url = required(inputs, "url")
-    if url != IMPLICIT_VALUE_SET:
-        raise BadRequest(f"only the implicit value set {IMPLICIT_VALUE_SET} is known, not '{url}'", expression="url")
+    check_value_set(required(inputs, "url"))
     check_system(required(inputs, "system"))
     return _validate(ctx, inputs)
 
