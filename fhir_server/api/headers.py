@@ -9,6 +9,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from fhir_server.errors import BadRequest
 from fhir_server.storage.model import Stored
 
+_VERSION = re.compile(r"[0-9]{1,18}")
 _ETAG = re.compile(r'^\s*(?:W/)?"?([^"\s]+)"?\s*$')
 
 
@@ -17,7 +18,7 @@ def version_from_etag(value: str | None, header: str) -> int | None:
     if value is None or value.strip() == "":
         return None
     match = _ETAG.match(value)
-    if not match or not match.group(1).isdigit():
+    if not match or not _VERSION.fullmatch(match.group(1)):
         raise BadRequest(f"header {header} must be a version ETag like W/\"3\", not '{value}'", expression=header)
     return int(match.group(1))
 

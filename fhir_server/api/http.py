@@ -71,7 +71,7 @@ async def fhir_request(request: Request, ctx: Context, path: str) -> FhirRequest
 
 async def _body(request: Request, limit: int) -> tuple[Any, str]:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is larger than the {limit} bytes this server accepts")
     chunks, size = [], 0
     async for chunk in request.stream():

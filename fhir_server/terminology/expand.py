@@ -20,7 +20,7 @@ from fhir_server.storage.model import instant, utc_now
 from fhir_server.terminology import store
 from fhir_server.terminology.lookup import check_value_set
 from fhir_server.terminology.normalize import IMPLICIT_VALUE_SET, RXNORM, name_words
-from fhir_server.terminology.parameters import operation_inputs, required, whole_number
+from fhir_server.terminology.parameters import count_input, operation_inputs, required
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
@@ -32,8 +32,8 @@ def expand(ctx: Context, req: FhirRequest) -> FhirResponse:
     inputs = operation_inputs(req)
     check_value_set(required(inputs, "url"))
     text = inputs.get("filter", "")
-    count = whole_number(inputs, "count", DEFAULT_COUNT, MAX_COUNT)
-    offset = whole_number(inputs, "offset", 0, 2**31 - 1)
+    count = count_input(inputs, "count", DEFAULT_COUNT, MAX_COUNT)
+    offset = count_input(inputs, "offset", 0, 2**31 - 1)
     total, page = ctx.read(lambda unit: matching(unit.conn, text, count, offset))
     return FhirResponse(200, _value_set(IMPLICIT_VALUE_SET, text, count, offset, total, page), subsettable=False)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from fhir_server.api.request import FhirRequest
 from fhir_server.errors import BadRequest
+from fhir_server.search.query import whole_number
 
 Part = dict[str, Any]
 
@@ -45,14 +46,10 @@ def required(inputs: dict[str, str], name: str) -> str:
     return value
 
 
-def whole_number(inputs: dict[str, str], name: str, default: int, maximum: int) -> int:
+def count_input(inputs: dict[str, str], name: str, default: int, maximum: int) -> int:
     """A non-negative integer input (``count``, ``offset``), at most ``maximum``; 400 naming it otherwise."""
     value = inputs.get(name)
-    if value is None or value == "":
-        return default
-    if not value.isdigit():
-        raise BadRequest(f"'{name}' must be a non-negative integer, not '{value}'", expression=name)
-    return min(int(value), maximum)
+    return default if not value else min(whole_number(name, value), maximum)
 
 
 def parameter(name: str, value_type: str, value: Any) -> Part:

@@ -148,6 +148,17 @@ def test_same_resource_twice_in_transaction_after_resolution_is_400(client: http
     assert response.status_code == 400
 
 
+def test_non_ascii_digits_in_if_match_are_400(client: httpx.Client) -> None:
+    pid = client.post("Patient", json={"resourceType": "Patient"}).json()["id"]
+    response = client.put(
+        f"Patient/{pid}",
+        json={"resourceType": "Patient", "id": pid},
+        headers={"If-Match": 'W/"\u00b2"'.encode("latin-1")},
+    )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["If-Match"]
+
+
 def test_patch_if_match_zero_and_xml_fhirpath_patch(client: httpx.Client) -> None:
     pid = client.post("Patient", json={"resourceType": "Patient", "gender": "male"}).json()["id"]
     ops = '[{"op": "replace", "path": "/gender", "value": "female"}]'
