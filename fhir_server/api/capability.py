@@ -13,7 +13,6 @@ import orjson
 
 from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.search.query import MODIFIERS, SPECIAL_TYPES
 from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
 
@@ -32,7 +31,11 @@ SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"
 OPERATIONS = [
     {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
 ]
-SPECIAL_DOCS = {"_id": "Logical id of the resource", "_lastUpdated": "When the resource version last changed"}
+SEARCH_EXTRAS = [
+    {"name": "_filter", "type": "special", "documentation": "https://hl7.org/fhir/R4/search_filter.html"},
+    {"name": "_has", "type": "special", "documentation": "reverse chaining, nested"},
+    {"name": "_list", "type": "special", "documentation": "resources in a List"},
+]
 
 
 def metadata(ctx: Context, req: FhirRequest) -> FhirResponse:
@@ -95,15 +98,34 @@ def _resource(resource_type: str) -> dict[str, Any]:
         "conditionalRead": "full-support",
         "conditionalUpdate": True,
         "conditionalDelete": "multiple",
+        "searchInclude": _search_includes(resource_type),
+        "searchRevInclude": _search_rev_includes(resource_type),
         "searchParam": _search_params(resource_type),
         "operation": OPERATIONS + TYPE_OPERATIONS.get(resource_type, []),
     }
 
 
 def _search_params(resource_type: str) -> list[dict[str, Any]]:
-    """The parameters the search engine evaluates for this type (types it has no clause for are left out)."""
-    found = [{"name": name, "type": kind, "documentation": SPECIAL_DOCS[name]} for name, kind in SPECIAL_TYPES.items()]
-    for code, param in sorted(search_params(resource_type).items()):
-        if param.type in MODIFIERS and code not in SPECIAL_TYPES:
-            found.append({"name": code, "definition": param.url, "type": param.type})
-    return found
+    """Every standard parameter of the type (``special`` ones, such as Location ``near``, are not evaluated)."""
+    found = [
+        {"name": code, "definition": param.url, "type": param.type}
+        for code, param in sorted(search_params(resource_type).items())
+        if param.type != "special"
+    ]
+    return found + SEARCH_EXTRAS
+
+
+def _search_includes(resource_type: str) -> list[str]:
+    """``_include`` values starting from this type: ``*`` and each reference parameter."""
+    params = search_params(resource_type)
+    return ["*", *(f"{resource_type}:{code}" for code, p in sorted(params.items()) if p.type == "reference")]
+
+
+def _search_rev_includes(resource_type: str) -> list[str]:
+    """``_revinclude`` values that can reach this type: every reference parameter that may point at it."""
+    return [
+        f"{source}:{code}"
+        for source in resource_types()
+        for code, p in sorted(search_params(source).items())
+        if p.type == "reference" and (not p.targets or resource_type in p.targets)
+    ]

@@ -34,7 +34,7 @@ def criteria(resource_type: str, query: str | list[tuple[str, str]], what: str) 
         if key in NOT_CRITERIA:
             raise BadRequest(f"{what} criteria cannot use '{key}'", expression=key)
     parsed = parse_search(resource_type, params)
-    if not parsed.clauses:
+    if not parsed.criteria:
         raise BadRequest(f"{what} needs search criteria", expression=what)
     return parsed
 

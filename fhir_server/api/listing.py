@@ -6,71 +6,112 @@ Paging links carry a keyset cursor (``_page``), so they stay correct while other
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import BadRequest, NotFound
+from fhir_server.errors import BadRequest, Issue, NotFound
+from fhir_server.search.compartment import compartment_criterion
 from fhir_server.search.params.date import DateRange, date_range
 from fhir_server.search.query import SearchQuery, parse_search, whole_number
 from fhir_server.storage.history import HistoryKey, HistoryQuery
 from fhir_server.storage.model import Stored, instant, utc_now
+from fhir_server.storage.repository import ReadUnit, SearchPage
 
 _FORMAT_PARAMS = ("_format", "_pretty", "_summary", "_elements")
 
 
 def search(ctx: Context, req: FhirRequest, resource_type: str | None = None) -> FhirResponse:
-    """GET [type]?..., POST [type]/_search, GET [base]?... ."""
+    """GET [type]?..., POST [type]/_search, GET [base]?... (``_type``)."""
+    return run_search(ctx, req, _parse(ctx, req, resource_type), _path(ctx, resource_type))
+
+
+def compartment_search(
+    ctx: Context, req: FhirRequest, compartment: str, compartment_id: str, resource_type: str
+) -> FhirResponse:
+    """GET [Compartment]/[id]/[type]?... and [Compartment]/[id]/*: https://hl7.org/fhir/R4/search.html#compartments."""
+    types, member = compartment_criterion(compartment, compartment_id, resource_type)
+    query = _parse(ctx, req, None if resource_type == "*" else resource_type)
+    if resource_type == "*" and query.types is None:
+        query = replace(query, types=types)
+    path = f"{ctx.base_url}/{compartment}/{compartment_id}/{resource_type}"
+    return run_search(ctx, req, query.narrowed(member), path)
+
+
+def _parse(ctx: Context, req: FhirRequest, resource_type: str | None) -> SearchQuery:
     settings = ctx.settings
-    query = parse_search(
+    return parse_search(
         resource_type,
         req.query,
         lenient=req.lenient,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
+
+
+def _path(ctx: Context, resource_type: str | None) -> str:
+    return f"{ctx.base_url}/{resource_type}" if resource_type else ctx.base_url
+
+
+def run_search(ctx: Context, req: FhirRequest, query: SearchQuery, path: str) -> FhirResponse:
+    """A searchset Bundle: the page of matches, its includes, the total asked for, and paging links."""
     if query.count == 0 or req.param("_summary") == "count":
         counted = ctx.read(lambda u: u.count(query))
-        return FhirResponse(
-            200, make_bundle("searchset", [], total=counted, links=_search_links(ctx, req, query, None))
-        )
-    page = ctx.read(lambda u: u.search(query))
-    entries = [_match_entry(ctx, s) for s in page.matches]
-    if query.warnings:
-        entries.append({"resource": _warnings(query), "search": {"mode": "outcome"}})
-    total: int | None = None
-    if query.after_pk is None and page.next_cursor is None:
-        total = len(page.matches)
-    elif req.param("_total") == "accurate":
-        total = ctx.read(lambda u: u.count(query))
-    links = _search_links(ctx, req, query, page.next_cursor)
-    return FhirResponse(200, make_bundle("searchset", entries, total=total, links=links))
+        return FhirResponse(200, make_bundle("searchset", [], total=counted, links=_links(path, req, query, None)))
+    limit = ctx.settings.max_page_size
+    page, extra, cut = ctx.read(lambda u: _page_with_includes(u, query, limit))
+    entries = [_entry(ctx, s, "match") for s in page.matches] + [_entry(ctx, s, "include") for s in extra]
+    warnings = list(query.warnings)
+    if cut:
+        warnings.append(Issue("too-costly", f"only the first {limit} included resources are returned", "warning"))
+    if warnings:
+        outcome = {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in warnings]}
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    total = ctx.read(lambda u: _total(u, query, page))
+    return FhirResponse(200, make_bundle("searchset", entries, total=total, links=_links(path, req, query, page)))
 
 
-def _match_entry(ctx: Context, stored: Stored) -> dict[str, Any]:
+def _page_with_includes(unit: ReadUnit, query: SearchQuery, limit: int) -> tuple[SearchPage, list[Stored], bool]:
+    page = unit.search(query)
+    extra, cut = unit.include(query, page, limit)
+    return page, extra, cut
+
+
+def _total(unit: ReadUnit, query: SearchQuery, page: SearchPage) -> int | None:
+    """``_total``: none, estimate or accurate; by default only when it costs nothing (one page holds all)."""
+    if query.total == "none":
+        return None
+    if query.cursor is None and page.next_cursor is None:
+        return len(page.matches)
+    if query.total == "accurate":
+        return unit.count(query)
+    if query.total == "estimate":
+        return unit.estimate(query)
+    return None
+
+
+def _entry(ctx: Context, stored: Stored, mode: str) -> dict[str, Any]:
     return {
         "fullUrl": f"{ctx.base_url}/{stored.reference}",
         "resource": stored.resource(),
-        "search": {"mode": "match"},
+        "search": {"mode": mode},
     }
 
 
-def _warnings(query: SearchQuery) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in query.warnings]}
-
-
-def _search_links(ctx: Context, req: FhirRequest, query: SearchQuery, cursor: str | None) -> list[dict[str, str]]:
-    """``self`` shows the parameters actually applied; ``next`` continues after the cursor."""
-    path = f"{ctx.base_url}/{query.resource_type}" if query.resource_type else ctx.base_url
-    applied = [c.query_part() for c in query.clauses]
+def _links(path: str, req: FhirRequest, query: SearchQuery, page: SearchPage | None) -> list[dict[str, str]]:
+    """``self`` shows the parameters actually applied; ``next``/``previous`` carry keyset cursors."""
+    applied = [*query.applied, *query.result_parameters()]
     applied += [(k, v) for k, v in req.query if k in _FORMAT_PARAMS]
     if query.count is not None:
         applied.append(("_count", str(query.count)))
-    page = [("_page", str(query.after_pk))] if query.after_pk is not None else []
-    links = [{"relation": "self", "url": _url(path, applied + page)}]
-    if cursor is not None:
-        links.append({"relation": "next", "url": _url(path, [*applied, ("_page", cursor)])})
+    here = [("_page", query.cursor.encode())] if query.cursor is not None else []
+    links = [{"relation": "self", "url": _url(path, applied + here)}]
+    if page is not None and page.next_cursor is not None:
+        links.append({"relation": "next", "url": _url(path, [*applied, ("_page", page.next_cursor.encode())])})
+    if page is not None and page.previous_cursor is not None:
+        links.append({"relation": "previous", "url": _url(path, [*applied, ("_page", page.previous_cursor.encode())])})
     return links
 
 

@@ -18,6 +18,7 @@ from resources.registry import is_resource_type
 Handler = Callable[..., FhirResponse]
 
 TYPE = r"(?P<resource_type>[A-Z][A-Za-z]+)"
+COMPARTMENT = r"(?P<compartment>[A-Z][A-Za-z]+)/(?P<compartment_id>[^/]+)/(?P<resource_type>[A-Z][A-Za-z]+|\*)"
 ID = r"(?P<id>[^/_$][^/]*)"  # checked against the R4 id rule after matching, for a clear 400
 VALID_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 
@@ -65,6 +66,7 @@ ROUTES: list[Route] = [
     route("DELETE", rf"{TYPE}/{ID}", interactions.delete),
     route("GET", rf"{TYPE}/{ID}/_history", listing.history),
     route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread, lookup=True),
+    route("GET", COMPARTMENT, listing.compartment_search),
 ]
 
 
@@ -87,7 +89,8 @@ def dispatch(ctx: Context, req: FhirRequest) -> FhirResponse:
             continue
         args = match.groupdict()
         _check_type(args.get("resource_type"))
-        _check_id(args.get("id"))
+        _check_type(args.get("compartment"))
+        _check_id(args.get("id") or args.get("compartment_id"))
         return candidate.handler(ctx, req, **args)
     if allowed:
         raise MethodNotAllowed(f"{req.method} is not allowed on '{path or '/'}'")
@@ -102,7 +105,7 @@ def _check_id(id: str | None) -> None:
 
 
 def _check_type(resource_type: str | None) -> None:
-    if resource_type is None:
+    if resource_type is None or resource_type == "*":
         return
     if not is_resource_type(resource_type):
         raise NotFound(f"'{resource_type}' is not a FHIR R4 resource type", code="not-supported")

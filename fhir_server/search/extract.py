@@ -7,15 +7,16 @@ same path with the same indexer (``code`` and ``combo-code``) share one walk. Br
 are evaluated with fhirpathpy (compiled once per expression). Every value is handed, with its FHIR type,
 to the indexer of the parameter's type in ``fhir_server.search.params``, which returns the row values.
 
-``_id`` and ``_lastUpdated`` are columns of the resource row and are not indexed here; composite and
-special parameters have no index rows of their own. A reference parameter's Reference.identifier is
+``_id`` and ``_lastUpdated`` are columns of the resource row and are not indexed here. Composite
+parameters get grouped component rows (``params/composite.py``) and the narrative ``_text`` rows
+(``params/narrative.py``); special parameters have none. A reference parameter's Reference.identifier is
 indexed as the token parameter ``<code>:identifier``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, partial
 from typing import Any
@@ -24,7 +25,8 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
-from fhir_server.search.params import date, number, quantity, reference, string, token, uri
+from fhir_server.search.params import composite, narrative, reference, token
+from fhir_server.search.params.by_type import INDEXERS
 from fhir_server.search.params.index_rows import IndexRows
 from resources.registry import ElementPath, SearchParam, Step, filter_casts, search_params
 
@@ -34,17 +36,6 @@ log = logging.getLogger(__name__)
 
 SERVER_COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
 
-# The row values (after ``param``) of one value: (value, fhir_type, param, base_url) -> [values, ...].
-ValueIndexer = Callable[[Any, str, SearchParam, "str | None"], Sequence[tuple[Any, ...]]]
-INDEXERS: dict[str, ValueIndexer] = {
-    "string": string.index,
-    "token": token.index,
-    "date": date.index,
-    "number": number.index,
-    "quantity": quantity.index,
-    "reference": reference.index,
-    "uri": uri.index,
-}
 # A walk step: the values reached so far -> the values one step further.
 Walker = Callable[[list[Any]], list[Any]]
 # FHIRPath System types as the FHIR types the indexers know.
@@ -99,6 +90,9 @@ def extract_index(resource: dict[str, Any], base_url: str | None = None, *, fhir
     for fallback in plan.fhirpath:
         for item, fhir_type in fallback.evaluate(resource):
             _add_rows(rows, fallback.param, (fallback.param.code,), [item], fhir_type, base_url)
+    for composite_plan in composite.composite_plans(resource["resourceType"]):
+        composite.index(resource, composite_plan, rows, base_url)
+    rows.string.extend(narrative.narrative_rows(resource))
     return rows.deduplicate()
 
 
@@ -116,6 +110,9 @@ def _add_rows(
     for item in items:
         for values in indexer(item, fhir_type, param, base_url):
             table.extend([(code, *values) for code in codes])
+    if fhir_type == "Identifier" and param.type == "token":
+        for item in items:
+            token.add_identifier_type_rows(rows, item, codes)
 
 
 def _walk(values: list[Any], walkers: tuple[Walker, ...]) -> list[Any]:

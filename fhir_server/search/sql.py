@@ -1,66 +1,321 @@
-"""Compile a ``SearchQuery`` into one SQL statement over the resource and index tables.
+"""Compile a ``SearchQuery`` into SQL over the resource and index tables.
 
-Each clause becomes ``resource.pk IN (SELECT resource_pk FROM idx_<type> WHERE param = ... AND (v1 OR v2))``
-(an uncorrelated IN: the index drives the lookup; SQLite would run a correlated EXISTS once per row);
-clauses are AND'd. Results are ordered by ``resource.pk`` and paged by keyset (``pk > last``).
+Each criterion becomes a condition on a row of ``resource``: a parameter is
+``pk IN (SELECT resource_pk FROM idx_<type> WHERE param = ... AND (v1 OR v2))`` (uncorrelated: the index
+drives the lookup), a chain is ``pk IN`` the references whose targets' ids satisfy the inner criterion,
+``_has`` is ``id IN`` the targets of the matching sources' references. Pages are cut by keyset on the
+sort keys and ``pk`` (never OFFSET), so links stay right while others write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 
 from fhir_server.errors import BadRequest
-from fhir_server.search.params import date, number, quantity, reference, string, token, uri
-from fhir_server.search.query import Clause, SearchQuery
-from fhir_server.storage.schema import INDEX_TABLES, resource
+from fhir_server.search import codes
+from fhir_server.search.criteria import AllOf, AnyOf, Chain, Criterion, Has, Match, Not
+from fhir_server.search.params import date, narrative, reference, token
+from fhir_server.search.params.by_type import VALUE_CLAUSES
+from fhir_server.search.params.composite import SEPARATOR, component_param, component_params
+from fhir_server.search.query import Cursor, SearchQuery, SortKey
+from fhir_server.search.scope import Scope, uncorrelated
+from fhir_server.storage.schema import INDEX_TABLES, idx_reference, idx_token, resource
+from resources.registry import search_param
 
-VALUE_CLAUSES = {
-    "string": string.clause,
-    "token": token.clause,
-    "date": date.clause,
-    "reference": reference.clause,
-    "number": number.clause,
-    "quantity": quantity.clause,
-    "uri": uri.clause,
+# The index column a sort key reads per parameter type: (ascending: lowest, descending: highest).
+SORT_COLUMNS = {
+    "date": ("low", "high"),
+    "string": ("norm", "norm"),
+    "token": ("code", "code"),
+    "number": ("value", "value"),
+    "quantity": ("value", "value"),
+    "reference": ("target_id", "target_id"),
+    "uri": ("uri", "uri"),
 }
+# Modifiers answered as "not (the positive test)": resources with no matching value at all.
+NEGATIONS = {"not": None, "not-in": "in"}
 
 
-def search_statement(query: SearchQuery, partition: str, columns: Sequence[Any], *, count: bool = False) -> Select[Any]:
-    """The SELECT for one page of ``query`` (or its total when ``count``)."""
-    conditions: list[ColumnElement[bool]] = [resource.c.partition == partition, resource.c.deleted == false()]
-    if query.resource_type:
-        conditions.append(resource.c.resource_type == query.resource_type)
-    conditions.extend(_clause(query, c, partition) for c in query.clauses)
+@dataclass(frozen=True)
+class Compiler:
+    """Turns criteria into conditions; ``conn`` answers terminology questions (``:in``, ``:below``)."""
+
+    conn: Connection
+    partition: str
+
+    def condition(self, found: Criterion, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
+        """The criterion as a condition on ``row`` (the resource table or an alias of it)."""
+        match found:
+            case Match():
+                return self._match(found, Scope(self.partition, tuple(types) if types else None), row)
+            case Chain():
+                return self._chain(found, types, row)
+            case Has():
+                return self._has(found, types, row)
+            case AllOf():
+                return and_(*(self.condition(i, types, row) for i in found.items))
+            case AnyOf():
+                return or_(*(self.condition(i, types, row) for i in found.items))
+            case Not():
+                return not_(self.condition(found.item, types, row))
+
+    # -- one parameter --------------------------------------------------------------------------------
+    def _match(self, found: Match, scope: Scope, row: FromClause) -> ColumnElement[bool]:
+        try:
+            return self._match_values(found, scope, row)
+        except ValueError as exc:
+            raise BadRequest(f"invalid value for parameter '{found.name}': {exc}", expression=found.name) from exc
+
+    def _match_values(self, found: Match, scope: Scope, row: FromClause) -> ColumnElement[bool]:
+        if found.type == "special":
+            return self._special(found, scope, row)
+        if found.modifier == "missing":
+            present = row.c.pk.in_(self._rows(found.type, found.name, scope, true()))
+            return or_(*(not_(present) if v == "true" else present for v in found.values))
+        if found.type == "composite":
+            return or_(*(self._composite(found.name, v, scope, row) for v in found.values))
+        if found.modifier in NEGATIONS:
+            positive = Match(found.name, found.type, NEGATIONS[found.modifier], found.values)
+            return not_(self._match_values(positive, scope, row))
+        if found.modifier == "of-type":
+            return or_(*(self._of_type(found.name, v, scope, row) for v in found.values))
+        if found.modifier == "identifier":
+            condition = or_(*(token.clause(idx_token, None, v) for v in found.values))
+            return row.c.pk.in_(self._rows("token", f"{found.name}:identifier", scope, condition))
+        table = INDEX_TABLES[found.type]
+        condition = or_(*(self._value(found, table, v) for v in found.values))
+        return row.c.pk.in_(self._rows(found.type, found.name, scope, condition))
+
+    def _value(self, found: Match, table: FromClause, value: str) -> ColumnElement[bool]:
+        if found.type == "token" and found.modifier in {"in", "above", "below"}:
+            return self._code_set(found.modifier, table, value)
+        if found.type == "reference" and found.modifier:  # ``:Type``
+            return reference.clause(table, None, value if "/" in value else f"{found.modifier}/{value}")
+        return VALUE_CLAUSES[found.type](table, found.modifier, value)
+
+    def _rows(self, kind: str, param: str, scope: Scope, condition: ColumnElement[bool]) -> Select[Any]:
+        table = INDEX_TABLES[kind]
+        return uncorrelated(table.c.resource_pk).where(*scope.on(table), table.c.param == param, condition)
+
+    def _code_set(self, modifier: str, table: FromClause, value: str) -> ColumnElement[bool]:
+        if modifier == "in":
+            found = codes.value_set_codes(self.conn, self.partition, value)
+        else:
+            system, bar, code = value.rpartition("|")
+            lookup = codes.codes_below if modifier == "below" else codes.codes_above
+            found = lookup(self.conn, self.partition, (system or None) if bar else None, code)
+        return or_(
+            table.c.system.in_(sorted(found.systems)) if found.systems else false(),
+            tuple_(table.c.system, table.c.code).in_(sorted(found.codes)) if found.codes else false(),
+        )
+
+    # -- special parameters -----------------------------------------------------------------------------
+    def _special(self, found: Match, scope: Scope, row: FromClause) -> ColumnElement[bool]:
+        name = found.name
+        if name == "_id":
+            ids = or_(*(self._id(v, row) for v in found.values))
+            return not_(ids) if found.modifier == "not" else ids
+        if name == "_lastUpdated":
+            if found.modifier == "missing":
+                return false() if "true" in found.values else true()
+            return or_(*(date.point_clause(row.c.last_updated, v) for v in found.values))
+        if name in {narrative.TEXT, narrative.CONTENT}:
+            return or_(*(narrative.words_clause(name, v, scope, row.c.pk) for v in found.values))
+        return or_(*(self._list(v, scope, row) for v in found.values))
+
+    @staticmethod
+    def _id(value: str, row: FromClause) -> ColumnElement[bool]:
+        """An id, or (internally, for a compartment's owner) ``Type/id``."""
+        resource_type, slash, id = value.rpartition("/")
+        return and_(row.c.resource_type == resource_type, row.c.id == id) if slash else row.c.id == value
+
+    def _list(self, list_id: str, scope: Scope, row: FromClause) -> ColumnElement[bool]:
+        """``_list=id``: the resources List/id names in its entries."""
+        listed = resource.alias("listed")
+        list_pk = uncorrelated(listed.c.pk).where(
+            listed.c.partition == self.partition, listed.c.resource_type == "List", listed.c.id == list_id
+        )
+        items = uncorrelated(idx_reference.c.target_type, idx_reference.c.target_id).where(
+            idx_reference.c.partition == self.partition,
+            idx_reference.c.resource_type == "List",
+            idx_reference.c.param == "item",
+            idx_reference.c.resource_pk.in_(list_pk.scalar_subquery()),
+        )
+        return tuple_(row.c.resource_type, row.c.id).in_(items)
+
+    # -- composites ---------------------------------------------------------------------------------------
+    def _composite(self, name: str, value: str, scope: Scope, row: FromClause) -> ColumnElement[bool]:
+        """``a$b``: rows of each component with one ``grp`` (https://hl7.org/fhir/R4/search.html#composite)."""
+        params = self._component_params(name, scope)
+        parts = value.split(SEPARATOR)
+        if len(parts) != len(params):
+            raise ValueError(f"'{value}' needs {len(params)} components separated by '{SEPARATOR}'")
+        tests = [
+            (param.type, component_param(name, i), lambda t, p=param.type, v=part: VALUE_CLAUSES[p](t, None, v))
+            for i, (param, part) in enumerate(zip(params, parts, strict=True))
+        ]
+        return row.c.pk.in_(self._grouped(tests, scope))
+
+    def _component_params(self, name: str, scope: Scope) -> tuple[Any, ...]:
+        for resource_type in scope.resource_types or ():
+            param = search_param(resource_type, name)
+            found = component_params(resource_type, param) if param else None
+            if found:
+                return found
+        raise ValueError(f"composite '{name}' cannot be searched here")
+
+    def _of_type(self, name: str, value: str, scope: Scope, row: FromClause) -> ColumnElement[bool]:
+        """``identifier:of-type=system|code|value``: one Identifier with that type and value."""
+        parts = value.split("|")
+        if len(parts) != 3 or not all(parts[1:]):
+            raise ValueError(f"'{value}' must read type-system|type-code|value")
+        system, code, identifier = parts
+        tests = [
+            ("token", f"{name}:of-type$0", lambda t: token.clause(t, None, f"{system}|{code}")),
+            ("token", f"{name}:of-type$1", lambda t: t.c.code == identifier),
+        ]
+        return row.c.pk.in_(self._grouped(tests, scope))
+
+    def _grouped(self, tests: list[tuple[str, str, Any]], scope: Scope) -> Select[Any]:
+        """Resources with one row per test sharing a ``grp``: (table kind, param, condition builder)."""
+        tables = [INDEX_TABLES[kind].alias(f"c{i}") for i, (kind, _, _) in enumerate(tests)]
+        first = tables[0]
+        conditions: list[ColumnElement[bool]] = []
+        for table, (_, param, build) in zip(tables, tests, strict=True):
+            conditions += [*scope.on(table), table.c.param == param, build(table)]
+            if table is not first:
+                conditions += [table.c.resource_pk == first.c.resource_pk, table.c.grp == first.c.grp]
+        return uncorrelated(first.c.resource_pk).where(*conditions)
+
+    # -- chains -----------------------------------------------------------------------------------------
+    def _chain(self, found: Chain, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
+        """``ref.name=x``: references to targets (of each allowed type) whose id satisfies the rest."""
+        targets = []
+        for target_type in found.target_types:
+            target = resource.alias(f"t_{target_type.lower()}")
+            ids = uncorrelated(target.c.id).where(
+                target.c.partition == self.partition,
+                target.c.resource_type == target_type,
+                target.c.deleted == false(),
+                self.condition(found.inner, (target_type,), target),
+            )
+            targets.append(and_(idx_reference.c.target_type == target_type, idx_reference.c.target_id.in_(ids)))
+        scope = Scope(self.partition, tuple(types) if types else None)
+        refs = uncorrelated(idx_reference.c.resource_pk).where(
+            *scope.on(idx_reference), idx_reference.c.param == found.name, or_(*targets)
+        )
+        return row.c.pk.in_(refs)
+
+    def _has(self, found: Has, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
+        """``_has:Source:ref:name=x``: this resource is the target of a matching Source's ``ref``."""
+        source = resource.alias(f"s_{found.source_type.lower()}")
+        sources = uncorrelated(source.c.pk).where(
+            source.c.partition == self.partition,
+            source.c.resource_type == found.source_type,
+            source.c.deleted == false(),
+            self.condition(found.inner, (found.source_type,), source),
+        )
+        ref = idx_reference.alias(f"h_{found.source_type.lower()}")
+        scope = [
+            ref.c.partition == self.partition,
+            ref.c.resource_type == found.source_type,
+            ref.c.param == found.name,
+            ref.c.resource_pk.in_(sources),
+        ]
+        if types and len(types) == 1:
+            return row.c.id.in_(uncorrelated(ref.c.target_id).where(*scope, ref.c.target_type == types[0]))
+        return tuple_(row.c.resource_type, row.c.id).in_(uncorrelated(ref.c.target_type, ref.c.target_id).where(*scope))
+
+
+# -- the statement ---------------------------------------------------------------------------------------
+
+
+def search_statement(
+    query: SearchQuery, conn: Connection, partition: str, columns: Sequence[Any], *, count: bool = False
+) -> Select[Any]:
+    """The SELECT for one page of ``query`` (one more row than the page, to know if another follows),
+    or for its total when ``count``."""
+    compiler = Compiler(conn, partition)
+    types = query.resource_types
+    conditions = [resource.c.partition == partition, resource.c.deleted == false()]
+    conditions += Scope(partition, types).on(resource)[1:]
+    conditions += [compiler.condition(c, types, resource) for c in query.criteria]
     if count:
-        return select(func.count()).select_from(resource).where(and_(*conditions))
-    if query.after_pk is not None:
-        conditions.append(resource.c.pk > query.after_pk)
-    stmt = select(*columns).where(and_(*conditions)).order_by(resource.c.pk)
+        return select(func.count()).select_from(resource).where(*conditions)
+    keys = [sort_expression(k, resource) for k in query.sort]
+    inner = select(*columns, *keys).where(*conditions).subquery("page")
+    ordered = [*(c for key in query.sort for c in _ordering_columns(inner, key)), (inner.c.pk, False)]
+    backward = query.cursor is not None and query.cursor.backward
+    stmt = select(inner)
+    if query.cursor is not None:
+        stmt = stmt.where(_after(ordered, _cursor_values(query.cursor, query.sort), backward))
+    stmt = stmt.order_by(*(_direction(column, desc != backward) for column, desc in ordered))
     return stmt.limit(query.count + 1) if query.count is not None else stmt
 
 
-def _clause(query: SearchQuery, clause: Clause, partition: str) -> ColumnElement[bool]:
-    try:
-        return _value_clause(query, clause, partition)
-    except ValueError as exc:
-        raise BadRequest(f"invalid value for parameter '{clause.name}': {exc}", expression=clause.name) from exc
+def sort_expression(key: SortKey, row: FromClause) -> ColumnElement[Any]:
+    """The value a resource sorts by: its lowest value ascending, its highest descending (``k<n>``)."""
+    label = f"sort_{key.name.strip('_').replace('-', '_')}"
+    if key.name == "_id":
+        return row.c.id.label(label)
+    if key.name == "_lastUpdated":
+        return row.c.last_updated.label(label)
+    table = INDEX_TABLES[key.type]
+    column = table.c[SORT_COLUMNS[key.type][1 if key.descending else 0]]
+    aggregate = func.max(column) if key.descending else func.min(column)
+    value = select(aggregate).where(table.c.resource_pk == row.c.pk, table.c.param == key.name).correlate(row)
+    return value.scalar_subquery().label(label)
 
 
-def _value_clause(query: SearchQuery, clause: Clause, partition: str) -> ColumnElement[bool]:
-    if clause.name == "_id":
-        return resource.c.id.in_(clause.values)
-    if clause.name == "_lastUpdated":
-        return or_(*(date.point_clause(resource.c.last_updated, v) for v in clause.values))
-    table = INDEX_TABLES[clause.type]
-    scope = [table.c.partition == partition, table.c.param == clause.name]
-    if query.resource_type:
-        scope.append(table.c.resource_type == query.resource_type)
-    if clause.modifier == "missing":
-        present = resource.c.pk.in_(select(table.c.resource_pk).where(*scope))
-        return or_(*(~present if v == "true" else present for v in clause.values))
-    build = VALUE_CLAUSES[clause.type]
-    matches = or_(*(build(table, clause.modifier, v) for v in clause.values))
-    return resource.c.pk.in_(select(table.c.resource_pk).where(*scope, matches))
+def sort_labels(sort: Sequence[SortKey]) -> list[str]:
+    """The column labels of the sort keys, in order (for reading cursor values off a result row)."""
+    return [f"sort_{k.name.strip('_').replace('-', '_')}" for k in sort]
+
+
+def _ordering_columns(inner: Any, key: SortKey) -> list[tuple[ColumnElement[Any], bool]]:
+    """(column, descending) pairs for one key: missing values last, then the value."""
+    value = inner.c[sort_labels([key])[0]]
+    return [(case((value.is_(None), 1), else_=0), False), (value, key.descending)]
+
+
+def _cursor_values(cursor: Cursor, sort: Sequence[SortKey]) -> list[Any]:
+    if len(cursor.keys) != len(sort):
+        raise BadRequest("_page does not belong to this search's _sort", expression="_page")
+    values: list[Any] = []
+    for value in cursor.keys:
+        values += [1 if value is None else 0, value]
+    return [*values, cursor.pk]
+
+
+def _after(ordered: list[tuple[ColumnElement[Any], bool]], values: list[Any], backward: bool) -> ColumnElement[bool]:
+    """Rows strictly after (``backward``: before) the cursor in the lexicographic order of ``ordered``."""
+    alternatives = []
+    for i, ((column, descending), value) in enumerate(zip(ordered, values, strict=True)):
+        if value is None:
+            continue
+        equal = [c.is_(None) if v is None else c == v for (c, _), v in zip(ordered[:i], values[:i], strict=True)]
+        beyond = column < value if descending != backward else column > value
+        alternatives.append(and_(*equal, beyond))
+    return or_(*alternatives) if alternatives else false()
+
+
+def _direction(column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
+    return column.desc() if descending else column.asc()

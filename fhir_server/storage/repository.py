@@ -28,8 +28,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
 from fhir_server.formats.json import json_bytes
 from fhir_server.search.extract import IndexRows, extract_index
-from fhir_server.search.query import SearchQuery
-from fhir_server.search.sql import search_statement
+from fhir_server.search.include import Found, included
+from fhir_server.search.query import Cursor, SearchQuery
+from fhir_server.search.sql import search_statement, sort_labels
 from fhir_server.storage.bulk import insert_rows, next_primary_keys
 from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
@@ -67,7 +68,9 @@ _VERSION = select(resource_history).where(
 
 RESOURCE_COLUMNS = ("pk", "partition", "resource_type", "id", "version", "last_updated", "deleted", "content")
 HISTORY_COLUMNS = ("partition", "resource_type", "id", "version", "last_updated", "deleted", "method", "content")
-INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in INDEX_TABLES.items()}
+# Plain index rows leave ``grp`` NULL; composite component rows carry it last.
+INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns if c.name != "grp") for kind, table in INDEX_TABLES.items()}
+GROUPED_COLUMNS = {kind: (*columns, "grp") for kind, columns in INDEX_COLUMNS.items()}
 
 
 def new_id() -> str:
@@ -103,10 +106,12 @@ def _stored(row: Any, method: str = "") -> Stored:
 
 @dataclass
 class SearchPage:
-    """One page of search results; ``next_cursor`` is set when more matches follow."""
+    """One page of search results with the cursors of the pages after and before it (None at the ends)."""
 
     matches: list[Stored]
-    next_cursor: str | None = None
+    next_cursor: Cursor | None = None
+    previous_cursor: Cursor | None = None
+    pks: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -153,18 +158,45 @@ class ReadUnit:
         return stored
 
     def search(self, query: SearchQuery) -> SearchPage:
-        """Run a search; one SQL statement over the index tables, keyset-paged on the resource pk."""
-        stmt = search_statement(query.relative_to(self.base_url), self.partition, _COLUMNS)
-        rows = self.conn.execute(stmt).all()
+        """Run a search: one SQL statement over the index tables, keyset-paged on the sort keys and pk."""
+        stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS)
+        rows = list(self.conn.execute(stmt).all())
         limit = query.count
         more = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
-        cursor = str(rows[-1].pk) if more and rows else None
-        return SearchPage([_stored(r) for r in rows], cursor)
+        backward = query.cursor is not None and query.cursor.backward
+        if backward:
+            rows.reverse()
+        labels = sort_labels(query.sort)
+
+        def cursor(row: Any, before: bool) -> Cursor:
+            return Cursor(tuple(getattr(row, label) for label in labels), row.pk, before)
+
+        following = cursor(rows[-1], False) if rows and (more if not backward else True) else None
+        preceding = cursor(rows[0], True) if rows and (more if backward else query.cursor is not None) else None
+        return SearchPage([_stored(r) for r in rows], following, preceding, [r.pk for r in rows])
+
+    def include(self, query: SearchQuery, page: SearchPage, limit: int) -> tuple[list[Stored], bool]:
+        """The resources ``query``'s ``_include``/``_revinclude`` add to ``page``, and whether ``limit`` cut them."""
+        if not query.includes or not page.matches:
+            return [], False
+        found = [Found(pk, s.resource_type, s.id) for pk, s in zip(page.pks, page.matches, strict=True)]
+        rows, cut = included(self.conn, self.partition, found, query.includes, _COLUMNS, limit)
+        return [_stored(r) for r in rows], cut
+
+    def estimate(self, query: SearchQuery) -> int:
+        """The planner's estimate of how many resources match (PostgreSQL); the exact count on SQLite."""
+        if is_sqlite(self.conn):
+            return self.count(query)
+        stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=True)
+        compiled = stmt.compile(dialect=self.conn.dialect)
+        plan = self.conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled.string}", compiled.params).scalar_one()
+        aggregate = plan[0]["Plan"]  # count(*) over the matching rows: the estimate is its input's
+        return int(aggregate.get("Plans", [aggregate])[0]["Plan Rows"])
 
     def count(self, query: SearchQuery) -> int:
         """The number of resources matching ``query`` (ignoring paging)."""
-        stmt = search_statement(query.relative_to(self.base_url), self.partition, _COLUMNS, count=True)
+        stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=True)
         return int(self.conn.execute(stmt).scalar_one())
 
     def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
@@ -333,11 +365,12 @@ class WriteUnit(ReadUnit):
         insert_rows(self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(new, method)])
         previous = IndexRows() if old.deleted else self._index(old.resource())
         for kind, table in INDEX_TABLES.items():
-            after = index.rows(kind)
-            if set(previous.rows(kind)) == set(after):
+            after, grouped = index.rows(kind), index.grouped_rows(kind)
+            if set(previous.rows(kind)) == set(after) and previous.grouped_rows(kind) == grouped:
                 continue
             self.conn.execute(delete(table).where(table.c.resource_pk == pk))
             insert_rows(self.conn, table, INDEX_COLUMNS[kind], self._index_rows(pk, new.resource_type, after))
+            insert_rows(self.conn, table, GROUPED_COLUMNS[kind], self._index_rows(pk, new.resource_type, grouped))
 
     def _history_row(self, stored: Stored, method: str) -> tuple[Any, ...]:
         return (
@@ -370,12 +403,16 @@ class WriteUnit(ReadUnit):
             self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(p.stored, "POST") for p in pending]
         )
         for kind, table in INDEX_TABLES.items():
-            batch = [
-                row
+            plain = [
+                self._index_rows(pk, p.stored.resource_type, p.index.rows(kind))
                 for p, pk in zip(pending, pks, strict=True)
-                for row in self._index_rows(pk, p.stored.resource_type, p.index.rows(kind))
             ]
-            insert_rows(self.conn, table, INDEX_COLUMNS[kind], batch)
+            insert_rows(self.conn, table, INDEX_COLUMNS[kind], [row for rows in plain for row in rows])
+            grouped = [
+                self._index_rows(pk, p.stored.resource_type, p.index.grouped_rows(kind))
+                for p, pk in zip(pending, pks, strict=True)
+            ]
+            insert_rows(self.conn, table, GROUPED_COLUMNS[kind], [row for rows in grouped for row in rows])
 
 
 _RETRYABLE = (IntegrityError, OperationalError)

@@ -69,7 +69,12 @@ resource_history = Table(
 
 
 def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
-    """An index table: (resource_pk, partition, resource_type, param) plus the typed value columns."""
+    """An index table: (resource_pk, partition, resource_type, param) plus the typed value columns.
+
+    ``grp`` is set only on the component rows of a composite parameter (param ``<code>$<n>``): the rows
+    of one element (an Observation.component, say) share it, so a composite search matches components
+    of the same element.
+    """
     table = Table(
         name,
         metadata,
@@ -78,6 +83,7 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("resource_type", String(64), nullable=False),
         Column("param", String(128), nullable=False),
         *columns,
+        Column("grp", Integer),
     )
     Index(None, table.c.resource_pk)
     for cols in indexes:

@@ -389,7 +389,7 @@ def test_rows_match_the_index_table_columns() -> None:
     )
     all_rows = [extract_index(example(name), BASE) for name in names]
     for kind, table in INDEX_TABLES.items():
-        width = len(table.columns) - 3  # after resource_pk, partition, resource_type
+        width = len(table.columns) - 4  # after resource_pk, partition, resource_type; without grp
         table_rows = [row for rows in all_rows for row in rows.rows(kind)]
         assert table_rows, kind
         assert all(len(row) == width and isinstance(row[0], str) for row in table_rows), kind

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, or_
+from sqlalchemy import ColumnElement, FromClause, and_, or_
 
-from fhir_server.search.query import split_prefix
+from fhir_server.search.parameters import split_prefix
 from resources.registry import SearchParam
 
 START_OF_TIME = datetime(1, 1, 1)
@@ -115,7 +115,7 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     return [] if ranges is None else [r for r in ranges(value) if r is not None]
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
     """A ``[prefix]date`` against the indexed [low, high] ranges."""
     return _compare(table.c.low, table.c.high, value)
 

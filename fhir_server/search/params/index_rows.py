@@ -17,12 +17,17 @@ NumberRow = tuple[str, float, float, float]
 QuantityRow = tuple[str, str | None, str | None, str | None, float, float, float]
 ReferenceRow = tuple[str, str | None, str | None, str | None, str | None]
 UriRow = tuple[str, str]
+# A composite component row: (table kind, (param ``<code>$<n>``, *values, grp)).
+GroupedRow = tuple[str, tuple[Any, ...]]
 TABLES = ("string", "token", "date", "number", "quantity", "reference", "uri")
 
 
 @dataclass(slots=True)
 class IndexRows:
-    """Rows for the string, token, date, number, quantity, reference and uri index tables."""
+    """Rows for the string, token, date, number, quantity, reference and uri index tables.
+
+    ``grouped`` holds the component rows of composite parameters, which also carry their ``grp``.
+    """
 
     string: list[StringRow] = field(default_factory=list)
     token: list[TokenRow] = field(default_factory=list)
@@ -31,11 +36,22 @@ class IndexRows:
     quantity: list[QuantityRow] = field(default_factory=list)
     reference: list[ReferenceRow] = field(default_factory=list)
     uri: list[UriRow] = field(default_factory=list)
+    grouped: list[GroupedRow] = field(default_factory=list)
+    groups: int = 0
+
+    def next_group(self) -> int:
+        """A fresh ``grp`` value for the component rows of one element."""
+        self.groups += 1
+        return self.groups
 
     def rows(self, kind: str) -> list[tuple[Any, ...]]:
         """The rows of one table, by its key in ``schema.INDEX_TABLES`` (``"token"``, ...)."""
         rows: list[tuple[Any, ...]] = getattr(self, kind)
         return rows
+
+    def grouped_rows(self, kind: str) -> list[tuple[Any, ...]]:
+        """The composite component rows of one table: (param, *values, grp)."""
+        return [row for table, row in self.grouped if table == kind]
 
     def deduplicate(self) -> IndexRows:
         """Drop repeated rows in place (first occurrence kept); returns self."""

@@ -11,9 +11,9 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, or_
+from sqlalchemy import ColumnElement, FromClause, and_, or_
 
-from fhir_server.search.query import split_prefix
+from fhir_server.search.parameters import split_prefix
 from resources.registry import SearchParam
 
 # (value, low, high)
@@ -61,7 +61,7 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     return [] if number is None else [number]
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
     """A ``[prefix]number``: ``eq`` matches values within the search value's precision range."""
     return value_clause(table.c.value, value)
 

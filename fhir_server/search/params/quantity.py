@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, or_
+from sqlalchemy import ColumnElement, FromClause, and_, or_
 
 from fhir_server.search.params.index_rows import clip
 from fhir_server.search.params.number import NumberRange, precision_range, range_bounds, value_clause
@@ -70,7 +70,7 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     return [] if number is None else [(*value_units, *number)]
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
     """``[prefix]number|system|code``; the code also matches the human unit when no system is given."""
     number, _, units = value.partition("|")
     system, _, code = units.partition("|") if units else ("", "", "")

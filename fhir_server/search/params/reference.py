@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Table, and_
+from sqlalchemy import ColumnElement, FromClause, and_
 
 from fhir_server.search.params.index_rows import clip
 from resources.registry import SearchParam, is_resource_type
@@ -118,7 +118,7 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     ]
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
     """``id``, ``Type/id``, ``Type/id/_history/v`` or an absolute URL (matched as written)."""
     if "/" not in value:
         return table.c.target_id == value

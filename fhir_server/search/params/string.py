@@ -11,7 +11,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, FromClause
 
 from resources.registry import SearchParam
 
@@ -52,15 +52,23 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     return [(normalize(text), text) for text in strings if isinstance(text, str) and text.strip()]
 
 
-def _like_escape(text: str) -> str:
+def like_escape(text: str) -> str:
+    """``text`` for a LIKE pattern with ``\\`` as the escape character."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
-    """Default: starts with (case- and accent-insensitive); ``:exact``: as written; ``:contains``: anywhere."""
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
+    """Default: starts with (case- and accent-insensitive); ``:exact``: as written; ``:contains``: anywhere.
+
+    ``_filter`` adds ``equals`` (the whole value, case- and accent-insensitive) and ``ends-with``.
+    """
     if modifier == "exact":
         return table.c.exact == value
-    pattern = _like_escape(normalize(value))
+    if modifier == "equals":
+        return table.c.norm == normalize(value)
+    pattern = like_escape(normalize(value))
     if modifier == "contains":
         return table.c.norm.like(f"%{pattern}%", escape="\\")
+    if modifier == "ends-with":
+        return table.c.norm.like(f"%{pattern}", escape="\\")
     return table.c.norm.like(f"{pattern}%", escape="\\")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_
+from sqlalchemy import ColumnElement, FromClause, and_, or_
 
-from fhir_server.search.params.index_rows import clip
-from fhir_server.search.params.string import normalize
+from fhir_server.search.params.index_rows import IndexRows, clip
+from fhir_server.search.params.string import like_escape, normalize
 from resources.registry import SearchParam
 
 TOKEN_LENGTH = 512
@@ -86,8 +86,29 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     return TOKENS_BY_TYPE.get(fhir_type, primitive_tokens)(value)
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
-    """``code``, ``system|code``, ``|code`` (no system) or ``system|`` (any code in the system)."""
+def add_identifier_type_rows(rows: IndexRows, identifier: Any, codes: tuple[str, ...]) -> None:
+    """Rows for ``:of-type``: each Identifier.type coding (``<code>:of-type$0``) grouped with the value
+    (``<code>:of-type$1``), so ``identifier:of-type=system|code|value`` matches one Identifier."""
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
+        return
+    id_type = identifier.get("type")
+    codings = [t for c in (id_type.get("coding") or ()) for t in coding_tokens(c)] if isinstance(id_type, dict) else []
+    for code in codes if codings else ():
+        group = rows.next_group()
+        rows.grouped.extend(("token", (f"{code}:of-type$0", s, c, None, group)) for s, c, _ in codings)
+        rows.grouped.append(
+            ("token", (f"{code}:of-type$1", None, clip(identifier["value"], TOKEN_LENGTH), None, group))
+        )
+
+
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
+    """``code``, ``system|code``, ``|code`` (no system) or ``system|`` (any code in the system).
+
+    ``:text``: a word of the display or text starts with the value (case- and accent-insensitive).
+    """
+    if modifier == "text":
+        pattern = like_escape(normalize(value))
+        return or_(table.c.text.like(f"{pattern}%", escape="\\"), table.c.text.like(f"% {pattern}%", escape="\\"))
     if "|" not in value:
         return table.c.code == value
     system, _, code = value.partition("|")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, FromClause, literal
 
 from fhir_server.search.params.index_rows import clip
+from fhir_server.search.params.string import like_escape
 from resources.registry import SearchParam
 
 URI_LENGTH = 1024
@@ -21,6 +22,10 @@ def index(value: Any, fhir_type: str, param: SearchParam, base_url: str | None) 
     return [] if uri is None else [(uri,)]
 
 
-def clause(table: Table, modifier: str | None, value: str) -> ColumnElement[bool]:
-    """The uri exactly as written."""
+def clause(table: FromClause, modifier: str | None, value: str) -> ColumnElement[bool]:
+    """The uri exactly as written; ``:below``: uris that start with it; ``:above``: uris it starts with."""
+    if modifier == "below":
+        return table.c.uri.like(f"{like_escape(value)}%", escape="\\")
+    if modifier == "above":
+        return literal(value).like(table.c.uri + "%")
     return table.c.uri == value
