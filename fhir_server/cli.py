@@ -1,4 +1,4 @@
-"""``fhir-server``: one command line with subcommands (serve, migrate, import, mllp, rxnorm load).
+"""``fhir-server``: one command line with subcommands (serve, migrate, import, reindex, mllp, rxnorm load).
 
 Settings come from ``FHIR_*`` environment variables; flags override them.
 """
@@ -9,9 +9,14 @@ import argparse
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fhir_server.config import Settings
+
+if TYPE_CHECKING:
+    from fhir_server.storage.repository import WriteUnit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("paths", nargs="+", type=Path)
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     load.set_defaults(run=_import)
+
+    reindex = commands.add_parser("reindex", help="rebuild every resource's search index rows")
+    reindex.add_argument("--batch", type=int, default=500, help="resources per transaction (default 500)")
+    reindex.set_defaults(run=_reindex)
 
     mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener on its own")
     mllp.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
@@ -146,6 +155,27 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     print(f"imported {report.written} resources; {report.failed} errors")
     engine.dispose()
     return 1 if report.failed else 0
+
+
+def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    """Rebuild the index rows, one transaction per batch (after an upgrade that changes what is indexed)."""
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+    from fhir_server.storage.repository import Repository
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    repository = Repository(engine, settings.partition, settings.base_url)
+    done, last = 0, 0
+    while (following := repository.write(partial(_reindex_batch, after=last, size=args.batch))) is not None:
+        done, last = done + 1, following
+    engine.dispose()
+    print(f"reindexed the resources of partition '{settings.partition}' ({done} batches of up to {args.batch})")
+    return 0
+
+
+def _reindex_batch(unit: WriteUnit, after: int, size: int) -> int | None:
+    return unit.reindex(after, size)
 
 
 def _rxnorm_load(settings: Settings, args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
-from fhir_server.formats.json import json_bytes
+from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.include import Found, included
 from fhir_server.search.query import Cursor, SearchQuery
@@ -387,6 +387,34 @@ class WriteUnit(ReadUnit):
     def _index_rows(self, pk: int, resource_type: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         prefix = (pk, self.partition, resource_type)
         return [prefix + row for row in rows]
+
+    def reindex(self, after_pk: int, size: int) -> int | None:
+        """Rebuild the index rows of the next ``size`` current resources after ``after_pk`` (after a change to
+        the extraction or the registry); the last pk done, None when there were none left."""
+        rows = self.conn.execute(
+            select(resource.c.pk, resource.c.content)
+            .where(resource.c.partition == self.partition, resource.c.deleted.is_(False), resource.c.pk > after_pk)
+            .order_by(resource.c.pk)
+            .limit(size)
+        ).all()
+        if not rows:
+            return None
+        pks = [row.pk for row in rows]
+        for table in INDEX_TABLES.values():
+            self.conn.execute(delete(table).where(table.c.resource_pk.in_(pks)))
+        for row in rows:
+            body = parse_json(bytes(row.content))
+            index = self._index(body)
+            for kind, table in INDEX_TABLES.items():
+                insert_rows(
+                    self.conn,
+                    table,
+                    INDEX_COLUMNS[kind],
+                    self._index_rows(row.pk, body["resourceType"], index.rows(kind)),
+                )
+                grouped = self._index_rows(row.pk, body["resourceType"], index.grouped_rows(kind))
+                insert_rows(self.conn, table, GROUPED_COLUMNS[kind], grouped)
+        return int(pks[-1])
 
     def flush(self) -> None:
         """Insert every pending new resource: one bulk insert (COPY on PostgreSQL) per table."""
