@@ -135,8 +135,8 @@ class SearchQuery:
         return replace(self, criteria=(*self.criteria, extra))
 
     def result_parameters(self) -> list[tuple[str, str]]:
-        """``_sort``, ``_include``s, ``_total`` and ``_type`` as applied, for links."""
-        found = [("_type", ",".join(self.types))] if self.types else []
+        """``_sort``, ``_include``s and ``_total`` as applied, for links."""
+        found = []
         if self.sort:
             found.append(("_sort", ",".join(k.query_part() for k in self.sort)))
         found += [i.query_part() for i in self.includes]
@@ -220,7 +220,7 @@ def _types(parsing: _Parsing, key: str, value: str) -> None:
     unknown = [t for t in types if not is_resource_type(t)]
     if unknown:
         raise BadRequest(f"_type: '{unknown[0]}' is not a resource type", expression="_type")
-    parsing.query = replace(parsing.query, types=types)
+    parsing.query = replace(parsing.query, types=types, applied=(*parsing.query.applied, ("_type", ",".join(types))))
 
 
 def _total(value: str) -> str:
