@@ -44,6 +44,8 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
             "busy_timeout=60000",
             "cache_size=-65536",
             "temp_store=MEMORY",
+            # LIKE 'abc%' can then use an index; search values are normalised to lower case before.
+            "case_sensitive_like=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

@@ -68,7 +68,9 @@ resource_history = Table(
 )
 
 
-def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+def _index_table(
+    name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...], prefix_searched: str | None = None
+) -> Table:
     """An index table: (resource_pk, partition, resource_type, param) plus the typed value columns.
 
     ``grp`` is set only on the component rows of a composite parameter (param ``<code>$<n>``): the rows
@@ -86,8 +88,18 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("grp", Integer),
     )
     Index(None, table.c.resource_pk)
+    # PostgreSQL uses a btree for ``LIKE 'abc%'`` only with pattern operators (unless the collation is C).
+    pattern_ops = {prefix_searched: "varchar_pattern_ops"} if prefix_searched else {}
     for cols in indexes:
-        Index(None, table.c.partition, table.c.resource_type, table.c.param, *(table.c[c] for c in cols))
+        ops = {c: op for c, op in pattern_ops.items() if c in cols}
+        Index(
+            None,
+            table.c.partition,
+            table.c.resource_type,
+            table.c.param,
+            *(table.c[c] for c in cols),
+            postgresql_ops=ops,
+        )
     return table
 
 
@@ -97,6 +109,7 @@ idx_string = _index_table(
     Column("norm", String(512), nullable=False),
     Column("exact", Text, nullable=False),
     indexes=(("norm",),),
+    prefix_searched="norm",
 )
 
 # token: system|code pairs (Coding, Identifier, ContactPoint, code, boolean, id); `text` is the normalised
@@ -152,6 +165,7 @@ idx_uri = _index_table(
     "idx_uri",
     Column("uri", String(1024), nullable=False),
     indexes=(("uri",),),
+    prefix_searched="uri",
 )
 
 INDEX_TABLES: dict[str, Table] = {
