@@ -89,6 +89,8 @@ class Compiler:
             return self._special(found, scope, row)
         if found.modifier == "missing":
             present = row.c.pk.in_(self._rows(found.type, found.name, scope, true()))
+            if found.type == "reference":  # a Reference may hold only an identifier
+                present = or_(present, row.c.pk.in_(self._rows("token", f"{found.name}:identifier", scope, true())))
             return or_(*(not_(present) if v == "true" else present for v in found.values))
         if found.type == "composite":
             return or_(*(self._composite(found.name, v, scope, row) for v in found.values))

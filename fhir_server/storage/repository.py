@@ -36,6 +36,7 @@ from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
 from fhir_server.storage.model import Stored, WriteResult, instant, utc_now
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
+from fhir_server.storage.statistics import PlannerStatistics
 
 T = TypeVar("T")
 
@@ -213,6 +214,7 @@ class WriteUnit(ReadUnit):
     """Reads and writes inside one database transaction; brand-new resources are inserted in bulk."""
 
     _pending: list[_Pending] = field(default_factory=list)
+    written: int = 0  # resource versions written, for the planner statistics
 
     # -- reads see pending writes -------------------------------------------------------------
     def current(self, resource_type: str, id: str, *, for_update: bool = False) -> tuple[int, Stored] | None:
@@ -357,6 +359,7 @@ class WriteUnit(ReadUnit):
 
     def _replace(self, pk: int, old: Stored, new: Stored, index: IndexRows, method: str) -> None:
         """Write a new version over an existing row: resource row, history row, changed index tables."""
+        self.written += 1
         self.conn.execute(
             update(resource)
             .where(resource.c.pk == pk)
@@ -421,6 +424,7 @@ class WriteUnit(ReadUnit):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        self.written += len(pending)
         pks = next_primary_keys(self.conn, resource, len(pending))
         rows = [
             (pk, self.partition, s.resource_type, s.id, s.version, s.last_updated, False, s.content)
@@ -456,6 +460,7 @@ class Repository:
         # SQLite has one writer at a time anyway; queueing this process's writers on a lock avoids
         # SQLite's busy handler, which sleeps in growing steps and makes write latency jump.
         self._writer = threading.Lock() if is_sqlite(engine) else contextlib.nullcontext()
+        self.statistics = PlannerStatistics(engine)
 
     @contextmanager
     def reading(self) -> Iterator[ReadUnit]:
@@ -470,6 +475,7 @@ class Repository:
             unit = WriteUnit(conn, self.partition, self.base_url)
             yield unit
             unit.flush()
+        self.statistics.written(unit.written)
 
     def write(self, work: Callable[[WriteUnit], T], attempts: int = 4) -> T:
         """Run ``work`` in one write transaction, retrying it when a concurrent writer collided."""
