@@ -19,6 +19,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    any_,
     case,
     false,
     func,
@@ -37,6 +38,7 @@ from fhir_server.search.params.by_type import VALUE_CLAUSES
 from fhir_server.search.params.composite import SEPARATOR, component_param, component_params
 from fhir_server.search.query import Cursor, SearchQuery, SortKey
 from fhir_server.search.scope import Scope, uncorrelated
+from fhir_server.storage.engine import is_sqlite
 from fhir_server.storage.schema import INDEX_TABLES, idx_reference, idx_token, resource
 from resources.registry import search_param
 
@@ -88,7 +90,7 @@ class Compiler:
         if found.type == "special":
             return self._special(found, scope, row)
         if found.modifier == "missing":
-            present = row.c.pk.in_(self._rows(found.type, found.name, scope, true()))
+            present: ColumnElement[bool] = row.c.pk.in_(self._rows(found.type, found.name, scope, true()))
             if found.type == "reference":  # a Reference may hold only an identifier
                 present = or_(present, row.c.pk.in_(self._rows("token", f"{found.name}:identifier", scope, true())))
             return or_(*(not_(present) if v == "true" else present for v in found.values))
@@ -208,6 +210,17 @@ class Compiler:
         return uncorrelated(first.c.resource_pk).where(*conditions)
 
     # -- chains -----------------------------------------------------------------------------------------
+    def _one_of(self, column: Any, ids: Select[Any]) -> ColumnElement[bool]:
+        """``column IN (ids)``; on PostgreSQL ``= ANY(ARRAY(ids))``, which runs ``ids`` once.
+
+        The ids of a chain's targets or of ``_has`` targets are few, and computing them once keeps the
+        plan safe whatever the statistics: as a nested ``IN`` the planner may rerun the inner subquery per
+        outer row (minutes for a two-level chain on a freshly loaded database).
+        """
+        if is_sqlite(self.conn):
+            return column.in_(ids)
+        return column == any_(func.array(ids.distinct().scalar_subquery()))
+
     def _chain(self, found: Chain, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
         """``ref.name=x``: references to targets (of each allowed type) whose id satisfies the rest."""
         targets = []
@@ -219,7 +232,9 @@ class Compiler:
                 target.c.deleted == false(),
                 self.condition(found.inner, (target_type,), target),
             )
-            targets.append(and_(idx_reference.c.target_type == target_type, idx_reference.c.target_id.in_(ids)))
+            targets.append(
+                and_(idx_reference.c.target_type == target_type, self._one_of(idx_reference.c.target_id, ids))
+            )
         scope = Scope(self.partition, tuple(types) if types else None)
         refs = uncorrelated(idx_reference.c.resource_pk).where(
             *scope.on(idx_reference), idx_reference.c.param == found.name, or_(*targets)
@@ -243,7 +258,7 @@ class Compiler:
             ref.c.resource_pk.in_(sources),
         ]
         if types and len(types) == 1:
-            return row.c.id.in_(uncorrelated(ref.c.target_id).where(*scope, ref.c.target_type == types[0]))
+            return self._one_of(row.c.id, uncorrelated(ref.c.target_id).where(*scope, ref.c.target_type == types[0]))
         return tuple_(row.c.resource_type, row.c.id).in_(uncorrelated(ref.c.target_type, ref.c.target_id).where(*scope))
 
 

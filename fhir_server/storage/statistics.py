@@ -27,7 +27,7 @@ TABLES = (resource.name, *(t.name for t in INDEX_TABLES.values()))
 class PlannerStatistics:
     """Counts the resources written in this process and runs ANALYZE when they are due."""
 
-    def __init__(self, engine: Engine, minimum: int = 100, fraction: float = 0.1) -> None:
+    def __init__(self, engine: Engine, minimum: int = 20, fraction: float = 0.1) -> None:
         self.engine = engine
         self.minimum = minimum
         self.fraction = fraction
