@@ -37,7 +37,7 @@ def compartment_search(
     if resource_type == "*" and query.types is None:
         query = replace(query, types=types)
     path = f"{ctx.base_url}/{compartment}/{compartment_id}/{resource_type}"
-    return run_search(ctx, req, query.narrowed(member), path)
+    return run_search(ctx, req, query.narrowed(member, f"{compartment}/{compartment_id}"), path)
 
 
 def _parse(ctx: Context, req: FhirRequest, resource_type: str | None) -> SearchQuery:

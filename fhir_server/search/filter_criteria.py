@@ -14,7 +14,9 @@ from fhir_server.errors import BadRequest
 from fhir_server.search.criteria import AllOf, AnyOf, Chain, Criterion, Match, Not
 from fhir_server.search.filter import And, Comparison, FilterNode, Or, parse_filter
 from fhir_server.search.filter import Not as FilterNot
-from fhir_server.search.parameters import PREFIXES, match, parameter_type
+from fhir_server.search.parameters import MAX_DEPTH, match, parameter_type
+from fhir_server.search.prefixes import PREFIXES
+from fhir_server.search.values import check_values
 from resources.registry import search_param
 
 KEY = "_filter"
@@ -45,6 +47,8 @@ def _comparison(types: Sequence[str] | None, node: Comparison) -> Criterion:
     if any(step.filter is not None for step in node.path):
         raise BadRequest("_filter: bracketed filters on a path are not supported", expression=KEY, code="not-supported")
     *chain, last = [step.name for step in node.path]
+    if len(chain) > MAX_DEPTH:
+        raise BadRequest(f"_filter: a path chains more than {MAX_DEPTH} levels", expression=KEY)
     if chain:
         return _chained(types, chain, last, node)
     return _test(types, last, node.op, node.value)
@@ -78,11 +82,19 @@ def _test(types: Sequence[str] | None, name: str, op: str, value: str) -> Criter
     if param_type in {"date", "number", "quantity"} or name == "_lastUpdated":
         if op not in ORDERED_OPS:
             raise _unsupported(op, param_type, name)
-        return Match(name, param_type, None, (f"{'ap' if op == 'po' else op}{value}",))
+        return _checked(types, Match(name, param_type, None, (f"{'ap' if op == 'po' else op}{value}",)))
     ops = {"string": STRING_OPS, "token": TOKEN_OPS, "uri": URI_OPS}.get(param_type, {"eq": None, "re": None})
     if op not in ops:
         raise _unsupported(op, param_type, name)
-    return Match(name, param_type, ops[op], (value,))
+    return _checked(types, Match(name, param_type, ops[op], (value,)))
+
+
+def _checked(types: Sequence[str] | None, found: Match) -> Match:
+    try:
+        check_values(found, types)
+    except ValueError as exc:
+        raise BadRequest(f"_filter: invalid value for '{found.name}': {exc}", expression=KEY) from exc
+    return found
 
 
 def _unsupported(op: str, param_type: str, name: str) -> BadRequest:

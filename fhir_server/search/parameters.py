@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from fhir_server.errors import BadRequest
 from fhir_server.search.criteria import Chain, Criterion, Has, Match
+from fhir_server.search.values import check_values
 from resources.registry import ALL_TYPES, SearchParam, is_resource_type, search_param
 
 # Parameters evaluated on the resource row or specially rather than on an index table of their type.
@@ -27,8 +28,7 @@ MODIFIERS = {
     "composite": set(),
 }
 SPECIAL_MODIFIERS = {"_id": {"not"}, "_lastUpdated": {"missing"}}
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-MAX_DEPTH = 4  # chain / _has levels
+MAX_DEPTH = 3  # chain / _has levels (deeper nests more subqueries than SQLite's parser takes)
 _SPLIT = re.compile(r"(?<!\\),")
 
 
@@ -66,7 +66,12 @@ def match(types: Sequence[str] | None, key: str, whole: str, values: tuple[str, 
         _check_modifier(param_type, name, modifier, whole)
     if modifier == "missing" and not all(v in {"true", "false"} for v in values):
         raise BadRequest(f"':missing' takes true or false, not '{','.join(values)}'", expression=whole)
-    return Match(name, param_type, modifier or None, values)
+    found = Match(name, param_type, modifier or None, values)
+    try:
+        check_values(found, types)
+    except ValueError as exc:
+        raise BadRequest(f"invalid value for parameter '{whole}': {exc}", expression=whole) from exc
+    return found
 
 
 def _check_modifier(param_type: str, name: str, modifier: str, whole: str) -> None:
@@ -145,10 +150,3 @@ def _has(types: Sequence[str] | None, key: str, whole: str, values: tuple[str, .
     if types and param.targets and not set(types) & set(param.targets):
         raise BadRequest(f"{source}.{name} never refers to {', '.join(types)}", expression=whole)
     return Has(source, name, _parse([source], rest, whole, values, depth + 1))
-
-
-def split_prefix(value: str) -> tuple[str, str]:
-    """Split a number/date/quantity value into (prefix, rest); ``eq`` when none is written."""
-    if len(value) > 2 and value[:2] in PREFIXES and not value[2].isalpha():
-        return value[:2], value[2:]
-    return "eq", value

@@ -23,7 +23,8 @@ import orjson
 from fhir_server.errors import BadRequest, Issue
 from fhir_server.search.criteria import AllOf, AnyOf, Chain, Criterion, Has, Match, Not
 from fhir_server.search.filter_criteria import filter_criterion
-from fhir_server.search.parameters import criterion, parameter_type, split_prefix
+from fhir_server.search.parameters import criterion, parameter_type
+from fhir_server.search.prefixes import split_prefix
 from resources.registry import is_resource_type, search_param, search_params
 
 __all__ = ["SearchQuery", "parse_search", "split_prefix", "whole_number"]
@@ -46,6 +47,16 @@ class SortKey:
 
     def query_part(self) -> str:
         return f"-{self.name}" if self.descending else self.name
+
+    def accepts(self, value: Any) -> bool:
+        """Whether a cursor value can be a value of this key (a forged cursor's may not)."""
+        if value is None:
+            return True
+        if self.type == "date" or self.name == "_lastUpdated":
+            return isinstance(value, datetime)
+        if self.type in {"number", "quantity"}:
+            return type(value) in (int, float)
+        return isinstance(value, str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +92,17 @@ class Cursor:
     def decode(text: str) -> Cursor:
         try:
             backward, keys, pk = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            return Cursor(tuple(_cursor_key(k) for k in keys), int(pk), bool(backward))
+            if type(pk) is not int or not 0 <= pk < 2**63 or backward not in (0, 1):
+                raise ValueError("bad cursor position")
+            return Cursor(tuple(_cursor_key(k) for k in keys), pk, bool(backward))
         except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
             raise BadRequest(f"_page '{text}' is not a cursor this server issued", expression="_page") from exc
 
 
 def _cursor_key(key: Any) -> Any:
-    if isinstance(key, list):
+    if isinstance(key, list) and len(key) == 2 and key[0] == "d" and isinstance(key[1], str):
         return datetime.fromisoformat(key[1])
-    if key is None or isinstance(key, str | int | float):
+    if key is None or type(key) in (str, int, float):
         return key
     raise ValueError(f"bad cursor key {key!r}")
 
@@ -100,6 +113,7 @@ class SearchQuery:
 
     resource_type: str | None
     criteria: tuple[Criterion, ...] = ()
+    keys: tuple[str, ...] = ()  # the query parameter each criterion came from, for error messages
     applied: tuple[tuple[str, str], ...] = ()  # the criteria as query parameters, for links and lock names
     count: int | None = None
     cursor: Cursor | None = None
@@ -130,9 +144,9 @@ class SearchQuery:
             return self
         return replace(self, criteria=tuple(relative_references(c, base_url) for c in self.criteria))
 
-    def narrowed(self, extra: Criterion) -> SearchQuery:
+    def narrowed(self, extra: Criterion, key: str) -> SearchQuery:
         """The same search with one more criterion (a compartment, say)."""
-        return replace(self, criteria=(*self.criteria, extra))
+        return replace(self, criteria=(*self.criteria, extra), keys=(*self.keys, key))
 
     def result_parameters(self) -> list[tuple[str, str]]:
         """``_sort``, ``_include``s and ``_total`` as applied, for links."""
@@ -209,7 +223,10 @@ def _parameter(parsing: _Parsing, key: str, value: str) -> None:
             else criterion(query.resource_types, key, value)
         )
         parsing.query = replace(
-            query, criteria=(*query.criteria, found_criterion), applied=(*query.applied, (key, value))
+            query,
+            criteria=(*query.criteria, found_criterion),
+            keys=(*query.keys, key),
+            applied=(*query.applied, (key, value)),
         )
 
 
@@ -230,7 +247,7 @@ def _total(value: str) -> str:
 
 
 def _sort(types: Sequence[str] | None, value: str) -> tuple[SortKey, ...]:
-    keys = []
+    keys: list[SortKey] = []
     for item in value.split(","):
         name = item.strip().removeprefix("-")
         if not name:
@@ -238,6 +255,8 @@ def _sort(types: Sequence[str] | None, value: str) -> tuple[SortKey, ...]:
         param_type = parameter_type(types, name, "_sort")
         if (param_type == "special" and name not in {"_id", "_lastUpdated"}) or param_type == "composite":
             raise BadRequest(f"cannot sort by '{name}'", expression="_sort", code="not-supported")
+        if any(k.name == name for k in keys):
+            raise BadRequest(f"_sort names '{name}' twice", expression="_sort")
         keys.append(SortKey(name, param_type, item.strip().startswith("-")))
     return tuple(keys)
 

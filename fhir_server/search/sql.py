@@ -33,14 +33,14 @@ from sqlalchemy import (
 from fhir_server.errors import BadRequest
 from fhir_server.search import codes
 from fhir_server.search.criteria import AllOf, AnyOf, Chain, Criterion, Has, Match, Not
-from fhir_server.search.params import date, narrative, reference, token
+from fhir_server.search.params import date, narrative, token
 from fhir_server.search.params.by_type import VALUE_CLAUSES
-from fhir_server.search.params.composite import SEPARATOR, component_param, component_params
+from fhir_server.search.params.composite import component_param
 from fhir_server.search.query import Cursor, SearchQuery, SortKey
 from fhir_server.search.scope import Scope, uncorrelated
+from fhir_server.search.values import CODE_SET_MODIFIERS, composite_parts, of_type_parts, value_clause
 from fhir_server.storage.engine import is_sqlite
 from fhir_server.storage.schema import INDEX_TABLES, idx_reference, idx_token, resource
-from resources.registry import search_param
 
 # The index column a sort key reads per parameter type: (ascending: lowest, descending: highest).
 SORT_COLUMNS = {
@@ -109,11 +109,9 @@ class Compiler:
         return row.c.pk.in_(self._rows(found.type, found.name, scope, condition))
 
     def _value(self, found: Match, table: FromClause, value: str) -> ColumnElement[bool]:
-        if found.type == "token" and found.modifier in {"in", "above", "below"}:
+        if found.type == "token" and found.modifier in CODE_SET_MODIFIERS:
             return self._code_set(found.modifier, table, value)
-        if found.type == "reference" and found.modifier:  # ``:Type``
-            return reference.clause(table, None, value if "/" in value else f"{found.modifier}/{value}")
-        return VALUE_CLAUSES[found.type](table, found.modifier, value)
+        return value_clause(found, table, value)
 
     def _rows(self, kind: str, param: str, scope: Scope, condition: ColumnElement[bool]) -> Select[Any]:
         table = INDEX_TABLES[kind]
@@ -168,30 +166,15 @@ class Compiler:
     # -- composites ---------------------------------------------------------------------------------------
     def _composite(self, name: str, value: str, scope: Scope, row: FromClause) -> ColumnElement[bool]:
         """``a$b``: rows of each component with one ``grp`` (https://hl7.org/fhir/R4/search.html#composite)."""
-        params = self._component_params(name, scope)
-        parts = value.split(SEPARATOR)
-        if len(parts) != len(params):
-            raise ValueError(f"'{value}' needs {len(params)} components separated by '{SEPARATOR}'")
         tests = [
             (param.type, component_param(name, i), lambda t, p=param.type, v=part: VALUE_CLAUSES[p](t, None, v))
-            for i, (param, part) in enumerate(zip(params, parts, strict=True))
+            for i, (param, part) in enumerate(composite_parts(name, value, scope.resource_types))
         ]
         return row.c.pk.in_(self._grouped(tests, scope))
 
-    def _component_params(self, name: str, scope: Scope) -> tuple[Any, ...]:
-        for resource_type in scope.resource_types or ():
-            param = search_param(resource_type, name)
-            found = component_params(resource_type, param) if param else None
-            if found:
-                return found
-        raise ValueError(f"composite '{name}' cannot be searched here")
-
     def _of_type(self, name: str, value: str, scope: Scope, row: FromClause) -> ColumnElement[bool]:
         """``identifier:of-type=system|code|value``: one Identifier with that type and value."""
-        parts = value.split("|")
-        if len(parts) != 3 or not all(parts[1:]):
-            raise ValueError(f"'{value}' must read type-system|type-code|value")
-        system, code, identifier = parts
+        system, code, identifier = of_type_parts(value)
         tests = [
             ("token", f"{name}:of-type$0", lambda t: token.clause(t, None, f"{system}|{code}")),
             ("token", f"{name}:of-type$1", lambda t: t.c.code == identifier),
@@ -274,7 +257,7 @@ def search_statement(
     types = query.resource_types
     conditions = [resource.c.partition == partition, resource.c.deleted == false()]
     conditions += Scope(partition, types).on(resource)[1:]
-    conditions += [compiler.condition(c, types, resource) for c in query.criteria]
+    conditions += [_top_level(compiler, c, key, types) for c, key in zip(query.criteria, query.keys, strict=True)]
     if count:
         return select(func.count()).select_from(resource).where(*conditions)
     keys = [sort_expression(k, resource) for k in query.sort]
@@ -286,6 +269,15 @@ def search_statement(
         stmt = stmt.where(_after(ordered, _cursor_values(query.cursor, query.sort), backward))
     stmt = stmt.order_by(*(_direction(column, desc != backward) for column, desc in ordered))
     return stmt.limit(query.count + 1) if query.count is not None else stmt
+
+
+def _top_level(compiler: Compiler, found: Criterion, key: str, types: Sequence[str] | None) -> ColumnElement[bool]:
+    """One query parameter's condition; an error found while building it names that parameter."""
+    try:
+        return compiler.condition(found, types, resource)
+    except BadRequest as error:
+        issue = error.issues[0]
+        raise BadRequest(issue.diagnostics, expression=key, code=issue.code) from error
 
 
 def sort_expression(key: SortKey, row: FromClause) -> ColumnElement[Any]:
@@ -314,7 +306,7 @@ def _ordering_columns(inner: Any, key: SortKey) -> list[tuple[ColumnElement[Any]
 
 
 def _cursor_values(cursor: Cursor, sort: Sequence[SortKey]) -> list[Any]:
-    if len(cursor.keys) != len(sort):
+    if len(cursor.keys) != len(sort) or not all(k.accepts(v) for k, v in zip(sort, cursor.keys, strict=True)):
         raise BadRequest("_page does not belong to this search's _sort", expression="_page")
     values: list[Any] = []
     for value in cursor.keys:

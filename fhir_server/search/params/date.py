@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, or_
 
-from fhir_server.search.parameters import split_prefix
+from fhir_server.search.prefixes import split_prefix
 from resources.registry import SearchParam
 
 START_OF_TIME = datetime(1, 1, 1)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, or_
 
-from fhir_server.search.parameters import split_prefix
+from fhir_server.search.prefixes import split_prefix
 from resources.registry import SearchParam
 
 # (value, low, high)
