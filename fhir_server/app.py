@@ -49,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FhirApp:
     engine = make_engine(settings.database_url)
     if settings.auto_migrate:
         upgrade(engine)
-    ctx = Context(Repository(engine, settings.partition, settings.base_url), settings, inline_lookups=is_sqlite(engine))
+    repository = Repository(engine, settings.partition, settings.base_url, settings.search_timeout_ms)
+    ctx = Context(repository, settings, inline_lookups=is_sqlite(engine))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

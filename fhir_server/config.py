@@ -35,6 +35,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     default_page_size: int = 20
     max_page_size: int = 1000
+    search_timeout_ms: int = 30000
     auto_migrate: bool = True
 
     @classmethod
@@ -54,6 +55,7 @@ class Settings:
             max_body_bytes=_env_int("FHIR_MAX_BODY_BYTES", cls.max_body_bytes),
             default_page_size=_env_int("FHIR_DEFAULT_PAGE_SIZE", cls.default_page_size),
             max_page_size=_env_int("FHIR_MAX_PAGE_SIZE", cls.max_page_size),
+            search_timeout_ms=_env_int("FHIR_SEARCH_TIMEOUT_MS", cls.search_timeout_ms),
             auto_migrate=_env_bool("FHIR_AUTO_MIGRATE", cls.auto_migrate),
         )
 

@@ -80,6 +80,13 @@ class BadRequest(FhirError):
     code = "invalid"
 
 
+class TooCostly(FhirError):
+    """A search that ran past the server's time limit (``FHIR_SEARCH_TIMEOUT_MS``)."""
+
+    status = 400
+    code = "too-costly"
+
+
 class Unauthorized(FhirError):
     status = 401
     code = "login"

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
+from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, TooCostly
 from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.include import Found, included
@@ -130,6 +130,7 @@ class ReadUnit:
     conn: Connection
     partition: str
     base_url: str | None = None
+    search_timeout_ms: int = 0  # PostgreSQL: cancel a search statement after this long (0: no limit)
 
     def current(self, resource_type: str, id: str, *, for_update: bool = False) -> tuple[int, Stored] | None:
         """The current row (pk, version) of a resource, deleted or not; None if it never existed."""
@@ -161,7 +162,7 @@ class ReadUnit:
     def search(self, query: SearchQuery) -> SearchPage:
         """Run a search: one SQL statement over the index tables, keyset-paged on the sort keys and pk."""
         stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS)
-        rows = list(self.conn.execute(stmt).all())
+        rows = list(self.execute_search(stmt).all())
         limit = query.count
         more = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
@@ -176,6 +177,22 @@ class ReadUnit:
         following = cursor(rows[-1], False) if rows and (more if not backward else True) else None
         preceding = cursor(rows[0], True) if rows and (more if backward else query.cursor is not None) else None
         return SearchPage([_stored(r) for r in rows], following, preceding, [r.pk for r in rows])
+
+    def execute_search(self, stmt: Any) -> Any:
+        """Execute a search statement, cancelled after ``search_timeout_ms`` on PostgreSQL."""
+        if not self.search_timeout_ms or is_sqlite(self.conn):
+            return self.conn.execute(stmt)
+        self.conn.exec_driver_sql(f"SET statement_timeout = {int(self.search_timeout_ms)}")
+        try:
+            return self.conn.execute(stmt)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "57014":
+                raise
+            raise TooCostly(
+                f"the search ran longer than {self.search_timeout_ms} ms and was cancelled; narrow it down"
+            ) from exc
+        finally:
+            self.conn.exec_driver_sql("RESET statement_timeout")
 
     def include(self, query: SearchQuery, page: SearchPage, limit: int) -> tuple[list[Stored], bool]:
         """The resources ``query``'s ``_include``/``_revinclude`` add to ``page``, and whether ``limit`` cut them."""
@@ -198,7 +215,7 @@ class ReadUnit:
     def count(self, query: SearchQuery) -> int:
         """The number of resources matching ``query`` (ignoring paging)."""
         stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=True)
-        return int(self.conn.execute(stmt).scalar_one())
+        return int(self.execute_search(stmt).scalar_one())
 
     def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
         """A page of versions, newest first, and the query for the next page (None when done)."""
@@ -453,8 +470,11 @@ _RETRYABLE = (IntegrityError, OperationalError)
 class Repository:
     """Opens read and write units on one engine, for one partition (tenant)."""
 
-    def __init__(self, engine: Engine, partition: str = "default", base_url: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, partition: str = "default", base_url: str | None = None, search_timeout_ms: int = 0
+    ) -> None:
         self.engine = engine
+        self.search_timeout_ms = search_timeout_ms
         self.partition = partition
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
         # SQLite has one writer at a time anyway; queueing this process's writers on a lock avoids
@@ -467,7 +487,7 @@ class Repository:
         """A read unit in autocommit mode: each statement sees the latest commits, without BEGIN/COMMIT
         round trips (a read interaction is one statement)."""
         with self.engine.connect().execution_options(**read_options(self.engine)) as conn:
-            yield ReadUnit(conn, self.partition, self.base_url)
+            yield ReadUnit(conn, self.partition, self.base_url, self.search_timeout_ms)
 
     @contextmanager
     def writing(self) -> Iterator[WriteUnit]:
