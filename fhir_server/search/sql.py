@@ -104,9 +104,22 @@ class Compiler:
         if found.modifier == "identifier":
             condition = or_(*(token.clause(idx_token, None, v) for v in found.values))
             return row.c.pk.in_(self._rows("token", f"{found.name}:identifier", scope, condition))
+        return row.c.pk.in_(self._plain_rows(found, scope))
+
+    def _plain_rows(self, found: Match, scope: Scope) -> Select[Any]:
+        """The pks of the index rows a plain parameter (no negation, grouping or special rule) matches."""
         table = INDEX_TABLES[found.type]
         condition = or_(*(self._value(found, table, v) for v in found.values))
-        return row.c.pk.in_(self._rows(found.type, found.name, scope, condition))
+        return self._rows(found.type, found.name, scope, condition)
+
+    @staticmethod
+    def _is_plain(found: Criterion) -> bool:
+        """A parameter answered by its index rows alone (those exist only for current, live resources)."""
+        return (
+            isinstance(found, Match)
+            and found.type in INDEX_TABLES
+            and found.modifier not in {"missing", "of-type", "identifier", *NEGATIONS}
+        )
 
     def _value(self, found: Match, table: FromClause, value: str) -> ColumnElement[bool]:
         if found.type == "token" and found.modifier in CODE_SET_MODIFIERS:
@@ -227,11 +240,15 @@ class Compiler:
     def _has(self, found: Has, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
         """``_has:Source:ref:name=x``: this resource is the target of a matching Source's ``ref``."""
         source = resource.alias(f"s_{found.source_type.lower()}")
-        sources = uncorrelated(source.c.pk).where(
-            source.c.partition == self.partition,
-            source.c.resource_type == found.source_type,
-            source.c.deleted == false(),
-            self.condition(found.inner, (found.source_type,), source),
+        sources = (
+            self._plain_rows(found.inner, Scope(self.partition, (found.source_type,)))
+            if isinstance(found.inner, Match) and self._is_plain(found.inner)
+            else uncorrelated(source.c.pk).where(
+                source.c.partition == self.partition,
+                source.c.resource_type == found.source_type,
+                source.c.deleted == false(),
+                self.condition(found.inner, (found.source_type,), source),
+            )
         )
         ref = idx_reference.alias(f"h_{found.source_type.lower()}")
         scope = [
