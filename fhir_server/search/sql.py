@@ -109,7 +109,10 @@ class Compiler:
     def _plain_rows(self, found: Match, scope: Scope) -> Select[Any]:
         """The pks of the index rows a plain parameter (no negation, grouping or special rule) matches."""
         table = INDEX_TABLES[found.type]
-        condition = or_(*(self._value(found, table, v) for v in found.values))
+        try:
+            condition = or_(*(self._value(found, table, v) for v in found.values))
+        except ValueError as exc:
+            raise BadRequest(f"invalid value for parameter '{found.name}': {exc}", expression=found.name) from exc
         return self._rows(found.type, found.name, scope, condition)
 
     @staticmethod
