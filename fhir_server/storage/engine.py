@@ -22,7 +22,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_recycle", 1800)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # psycopg prepares a statement after 5 runs, and PostgreSQL then may switch to a generic plan that
+        # ignores the values: a search for one patient's rare code started from the code's 20,000 rows
+        # (450 ms instead of 2 ms). Plan each run with its values; planning costs well under a millisecond.
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.autocommit = autocommit
+
+    return engine
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
