@@ -43,8 +43,8 @@ import orjson
 from sqlalchemy import create_engine, make_url, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import server
 from bench.grow_synthea import REPO, grow, shared_data
-from bench.server import _wait_ready, free_port
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fhir_bench_search"
 TARGET_MS = 20.0
@@ -477,29 +477,11 @@ def install_explain_hook(log: Path) -> None:
     event.listen(Pool, "connect", connect)
 
 
-@contextmanager
-def running_server(url: str, explain_log: Path | None = None) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "FHIR_DATABASE_URL": url}
-    env.pop("FHIR_BASE_URL", None)
-    env.pop(EXPLAIN_LOG, None)
-    if explain_log is not None:
-        env[EXPLAIN_LOG] = str(explain_log)
+def running_server(url: str, explain_log: Path | None = None) -> Any:
+    """The server (``serve`` above), explaining its statements into ``explain_log`` when given."""
     code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.search import serve; serve()"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", "--port", str(port), "--workers", "1"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}/fhir"
-    try:
-        _wait_ready(base, process)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    env = {EXPLAIN_LOG: str(explain_log) if explain_log is not None else ""}
+    return server.running_server(url, 1, program=[sys.executable, "-c", code], env=env)
 
 
 def explain_all(url: str, items: list[Query], runs: int) -> None:

@@ -15,9 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parent.parent
 
 POSTGRES = os.environ.get("FHIR_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -48,14 +51,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, workers: int = 1) -> Iterator[str]:
-    """``fhir-server serve`` on a free port; yields the base URL."""
+def running_server(
+    database_url: str, workers: int = 1, *, program: list[str] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``fhir-server serve`` on a free port (or ``program`` taking the same arguments); yields the base URL.
+
+    ``env`` adds variables to (or, with an empty value, removes them from) the server's environment.
+    """
     port = free_port()
-    env = {**os.environ, "FHIR_DATABASE_URL": database_url}
-    env.pop("FHIR_BASE_URL", None)
+    environment = {**os.environ, "FHIR_DATABASE_URL": database_url}
+    environment.pop("FHIR_BASE_URL", None)
+    for name, value in (env or {}).items():
+        if value:
+            environment[name] = value
+        else:
+            environment.pop(name, None)
+    command = program or [sys.executable, "-m", "fhir_server.cli"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
+        [*command, "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=REPO,
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
