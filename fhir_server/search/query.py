@@ -24,10 +24,7 @@ from fhir_server.errors import BadRequest, Issue
 from fhir_server.search.criteria import AllOf, AnyOf, Chain, Criterion, Has, Match, Not
 from fhir_server.search.filter_criteria import filter_criterion
 from fhir_server.search.parameters import criterion, parameter_type
-from fhir_server.search.prefixes import split_prefix
 from resources.registry import is_resource_type, search_param, search_params
-
-__all__ = ["SearchQuery", "parse_search", "split_prefix", "whole_number"]
 
 # Parameters that shape the response rather than select resources; handled by the HTTP layer.
 RESULT_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements", "_total"})

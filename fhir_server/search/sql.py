@@ -302,7 +302,7 @@ def _top_level(compiler: Compiler, found: Criterion, key: str, types: Sequence[s
 
 def sort_expression(key: SortKey, row: FromClause) -> ColumnElement[Any]:
     """The value a resource sorts by: its lowest value ascending, its highest descending (``k<n>``)."""
-    label = f"sort_{key.name.strip('_').replace('-', '_')}"
+    label = sort_label(key)
     if key.name == "_id":
         return row.c.id.label(label)
     if key.name == "_lastUpdated":
@@ -314,14 +314,14 @@ def sort_expression(key: SortKey, row: FromClause) -> ColumnElement[Any]:
     return value.scalar_subquery().label(label)
 
 
-def sort_labels(sort: Sequence[SortKey]) -> list[str]:
-    """The column labels of the sort keys, in order (for reading cursor values off a result row)."""
-    return [f"sort_{k.name.strip('_').replace('-', '_')}" for k in sort]
+def sort_label(key: SortKey) -> str:
+    """The result column of a sort key (for reading cursor values off a row): ``sort_birthdate``."""
+    return f"sort_{key.name.strip('_').replace('-', '_')}"
 
 
 def _ordering_columns(inner: Any, key: SortKey) -> list[tuple[ColumnElement[Any], bool]]:
     """(column, descending) pairs for one key: missing values last, then the value."""
-    value = inner.c[sort_labels([key])[0]]
+    value = inner.c[sort_label(key)]
     return [(case((value.is_(None), 1), else_=0), False), (value, key.descending)]
 
 

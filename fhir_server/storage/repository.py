@@ -30,7 +30,7 @@ from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.include import Found, included
 from fhir_server.search.query import Cursor, SearchQuery
-from fhir_server.search.sql import search_statement, sort_labels
+from fhir_server.search.sql import search_statement, sort_label
 from fhir_server.storage.bulk import insert_rows, next_primary_keys
 from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
@@ -161,7 +161,7 @@ class ReadUnit:
 
     def search(self, query: SearchQuery) -> SearchPage:
         """Run a search: one SQL statement over the index tables, keyset-paged on the sort keys and pk."""
-        stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS)
+        stmt = self._statement(query)
         rows = list(self.execute_search(stmt).all())
         limit = query.count
         more = limit is not None and len(rows) > limit
@@ -169,7 +169,7 @@ class ReadUnit:
         backward = query.cursor is not None and query.cursor.backward
         if backward:
             rows.reverse()
-        labels = sort_labels(query.sort)
+        labels = [sort_label(k) for k in query.sort]
 
         def cursor(row: Any, before: bool) -> Cursor:
             return Cursor(tuple(getattr(row, label) for label in labels), row.pk, before)
@@ -177,6 +177,10 @@ class ReadUnit:
         following = cursor(rows[-1], False) if rows and (more if not backward else True) else None
         preceding = cursor(rows[0], True) if rows and (more if backward else query.cursor is not None) else None
         return SearchPage([_stored(r) for r in rows], following, preceding, [r.pk for r in rows])
+
+    def _statement(self, query: SearchQuery, *, count: bool = False) -> Any:
+        """The SQL of ``query`` (its total when ``count``), references to this server's base made relative."""
+        return search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=count)
 
     def execute_search(self, stmt: Any) -> Any:
         """Execute a search statement, cancelled after ``search_timeout_ms`` on PostgreSQL."""
@@ -206,7 +210,7 @@ class ReadUnit:
         """The planner's estimate of how many resources match (PostgreSQL); the exact count on SQLite."""
         if is_sqlite(self.conn):
             return self.count(query)
-        stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=True)
+        stmt = self._statement(query, count=True)
         compiled = stmt.compile(dialect=self.conn.dialect)
         plan = self.conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled.string}", compiled.params).scalar_one()
         aggregate = plan[0]["Plan"]  # count(*) over the matching rows: the estimate is its input's
@@ -214,7 +218,7 @@ class ReadUnit:
 
     def count(self, query: SearchQuery) -> int:
         """The number of resources matching ``query`` (ignoring paging)."""
-        stmt = search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=True)
+        stmt = self._statement(query, count=True)
         return int(self.execute_search(stmt).scalar_one())
 
     def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
@@ -384,13 +388,15 @@ class WriteUnit(ReadUnit):
         )
         insert_rows(self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(new, method)])
         previous = IndexRows() if old.deleted else self._index(old.resource())
-        for kind, table in INDEX_TABLES.items():
-            after, grouped = index.rows(kind), index.grouped_rows(kind)
-            if set(previous.rows(kind)) == set(after) and previous.grouped_rows(kind) == grouped:
-                continue
-            self.conn.execute(delete(table).where(table.c.resource_pk == pk))
-            insert_rows(self.conn, table, INDEX_COLUMNS[kind], self._index_rows(pk, new.resource_type, after))
-            insert_rows(self.conn, table, GROUPED_COLUMNS[kind], self._index_rows(pk, new.resource_type, grouped))
+        changed = [
+            kind
+            for kind in INDEX_TABLES
+            if set(previous.rows(kind)) != set(index.rows(kind))
+            or previous.grouped_rows(kind) != index.grouped_rows(kind)
+        ]
+        for kind in changed:
+            self.conn.execute(delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.resource_pk == pk))
+        self._insert_index([(pk, new.resource_type, index)], changed)
 
     def _history_row(self, stored: Stored, method: str) -> tuple[Any, ...]:
         return (
@@ -404,9 +410,15 @@ class WriteUnit(ReadUnit):
             stored.content,
         )
 
-    def _index_rows(self, pk: int, resource_type: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        prefix = (pk, self.partition, resource_type)
-        return [prefix + row for row in rows]
+    def _insert_index(self, indexed: Sequence[tuple[int, str, IndexRows]], kinds: Iterable[str] = INDEX_TABLES) -> None:
+        """Insert the index rows of (pk, resource type, rows) triples: one bulk insert per table and kind of row."""
+        for kind in kinds:
+            table = INDEX_TABLES[kind]
+            prefixes = [((pk, self.partition, resource_type), index) for pk, resource_type, index in indexed]
+            plain = [prefix + row for prefix, index in prefixes for row in index.rows(kind)]
+            insert_rows(self.conn, table, INDEX_COLUMNS[kind], plain)
+            grouped = [prefix + row for prefix, index in prefixes for row in index.grouped_rows(kind)]
+            insert_rows(self.conn, table, GROUPED_COLUMNS[kind], grouped)
 
     def reindex(self, after_pk: int, size: int) -> int | None:
         """Rebuild the index rows of the next ``size`` current resources after ``after_pk`` (after a change to
@@ -422,18 +434,8 @@ class WriteUnit(ReadUnit):
         pks = [row.pk for row in rows]
         for table in INDEX_TABLES.values():
             self.conn.execute(delete(table).where(table.c.resource_pk.in_(pks)))
-        for row in rows:
-            body = parse_json(bytes(row.content))
-            index = self._index(body)
-            for kind, table in INDEX_TABLES.items():
-                insert_rows(
-                    self.conn,
-                    table,
-                    INDEX_COLUMNS[kind],
-                    self._index_rows(row.pk, body["resourceType"], index.rows(kind)),
-                )
-                grouped = self._index_rows(row.pk, body["resourceType"], index.grouped_rows(kind))
-                insert_rows(self.conn, table, GROUPED_COLUMNS[kind], grouped)
+        bodies = [(row.pk, parse_json(bytes(row.content))) for row in rows]
+        self._insert_index([(pk, body["resourceType"], self._index(body)) for pk, body in bodies])
         return int(pks[-1])
 
     def flush(self) -> None:
@@ -451,17 +453,7 @@ class WriteUnit(ReadUnit):
         insert_rows(
             self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(p.stored, "POST") for p in pending]
         )
-        for kind, table in INDEX_TABLES.items():
-            plain = [
-                self._index_rows(pk, p.stored.resource_type, p.index.rows(kind))
-                for p, pk in zip(pending, pks, strict=True)
-            ]
-            insert_rows(self.conn, table, INDEX_COLUMNS[kind], [row for rows in plain for row in rows])
-            grouped = [
-                self._index_rows(pk, p.stored.resource_type, p.index.grouped_rows(kind))
-                for p, pk in zip(pending, pks, strict=True)
-            ]
-            insert_rows(self.conn, table, GROUPED_COLUMNS[kind], [row for rows in grouped for row in rows])
+        self._insert_index([(pk, p.stored.resource_type, p.index) for p, pk in zip(pending, pks, strict=True)])
 
 
 _RETRYABLE = (IntegrityError, OperationalError)
