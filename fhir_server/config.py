@@ -37,6 +37,7 @@ class Settings:
     max_page_size: int = 1000
     search_timeout_ms: int = 30000
     auto_migrate: bool = True
+    auth: bool = True  # SMART authorization enforced; FHIR_AUTH=off for local experiments only
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             max_page_size=_env_int("FHIR_MAX_PAGE_SIZE", cls.max_page_size),
             search_timeout_ms=_env_int("FHIR_SEARCH_TIMEOUT_MS", cls.search_timeout_ms),
             auto_migrate=_env_bool("FHIR_AUTO_MIGRATE", cls.auto_migrate),
+            auth=_env_bool("FHIR_AUTH", cls.auth),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

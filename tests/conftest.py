@@ -114,6 +114,8 @@ class LiveServer:
 
 
 def live_server(database_url: str, **settings: object) -> LiveServer:
+    """A server on a free port; authorization off unless the test asks (``auth=True``)."""
+    settings.setdefault("auth", False)
     port = free_port()
     return LiveServer(
         Settings(database_url=database_url, base_url=f"http://127.0.0.1:{port}/fhir", port=port, **settings)  # type: ignore[arg-type]

@@ -179,3 +179,4 @@ INDEX_TABLES: dict[str, Table] = {
 }
 
 from fhir_server.terminology import schema as _terminology_schema  # noqa: E402, F401  (RxNorm tables on `metadata`)
+from smart_auth import schema as _auth_schema  # noqa: E402, F401  (authorization tables on `metadata`)
