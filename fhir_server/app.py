@@ -1,5 +1,5 @@
 """The ASGI application: FHIR requests under ``/fhir`` go straight to the FHIR router; anything else
-(later: SMART endpoints, admin) to a FastAPI app, which also runs the lifespan.
+(the SMART authorization routes under ``/auth`` and ``/fhir/.well-known``) to a FastAPI app, which also runs the lifespan.
 
 The FHIR path skips FastAPI's middleware stack on purpose: every FHIR response is built and its errors
 handled in ``fhir_server.api.http``, and the stack cost more than the interaction itself.
@@ -22,6 +22,7 @@ from fhir_server.config import Settings
 from fhir_server.storage.engine import is_sqlite, make_engine
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
+from smart_auth.service import WELL_KNOWN_PATH, SmartAuth
 
 BASE_PATH = "/fhir"
 
@@ -36,11 +37,20 @@ class FhirApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and (path == BASE_PATH or path.startswith(BASE_PATH + "/")):
+        if (
+            scope["type"] == "http"
+            and (path == BASE_PATH or path.startswith(BASE_PATH + "/"))
+            and not _well_known(path)
+        ):
             response = await handle(Request(scope, receive), self.ctx, path[len(BASE_PATH) + 1 :])
             await response(scope, receive, send)
             return
         await self.fallback(scope, receive, send)
+
+
+def _well_known(path: str) -> bool:
+    """``/fhir/.well-known/...`` (SMART and OpenID discovery) is served by the authorization routes."""
+    return path.startswith(WELL_KNOWN_PATH + "/")
 
 
 def create_app(settings: Settings | None = None) -> FhirApp:
@@ -50,17 +60,22 @@ def create_app(settings: Settings | None = None) -> FhirApp:
     if settings.auto_migrate:
         upgrade(engine)
     repository = Repository(engine, settings.partition, settings.base_url, settings.search_timeout_ms)
-    ctx = Context(repository, settings, inline_lookups=is_sqlite(engine))
+    auth = SmartAuth(engine, settings) if settings.auth else None
+    ctx = Context(repository, settings, inline_lookups=is_sqlite(engine), auth=auth)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Few threads: interactions are short and CPU-bound in Python; more threads only fight for the GIL.
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        if auth is not None:
+            auth.start()
         yield
         engine.dispose()
 
     fallback = FastAPI(title="FHIR R4 server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     fallback.state.context = ctx
+    if auth is not None:
+        fallback.include_router(auth.router)
     return FhirApp(ctx, fallback)
 
 

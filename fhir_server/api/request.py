@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fhir_server.config import Settings
 from fhir_server.errors import BadRequest
 from fhir_server.storage.model import Stored
 from fhir_server.storage.repository import ReadUnit, Repository, WriteUnit
+
+if TYPE_CHECKING:
+    from smart_auth.service import SmartAuth
 
 T = TypeVar("T")
 
@@ -77,6 +80,7 @@ class Context:
     settings: Settings
     unit: WriteUnit | None = None
     inline_lookups: bool = False  # run reads on the event loop (embedded SQLite: no network wait)
+    auth: SmartAuth | None = None  # None: authorization off (FHIR_AUTH=off)
 
     @property
     def base_url(self) -> str:
