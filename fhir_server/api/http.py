@@ -8,6 +8,7 @@ in one place; an unexpected exception is logged and answered with a 500 Operatio
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.access import bearer_policy
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.api.router import dispatch, is_lookup
 from fhir_server.errors import (
@@ -44,6 +46,8 @@ async def handle(request: Request, ctx: Context, path: str) -> Response:
     fmt = "json"
     try:
         fmt = response_format(request)
+        if ctx.auth is not None and not _public(request.method, path):
+            ctx = replace(ctx, access=bearer_policy(request, ctx.auth.verifier))
         req = await fhir_request(request, ctx, path)
         if ctx.inline_lookups and is_lookup(req):
             resp = dispatch(ctx, req)  # a thread hop costs more than an embedded-database lookup
@@ -165,8 +169,13 @@ def _subset(resource: dict[str, Any], summary: str | None, elements: str | None)
     return resource
 
 
+def _public(method: str, path: str) -> bool:
+    """What anyone may ask without a token: the CapabilityStatement."""
+    return method == "GET" and path.strip("/") == "metadata"
+
+
 def error_response(error: FhirError, fmt: str) -> Response:
-    return _response(error.status, error.outcome(), fmt, {})
+    return _response(error.status, error.outcome(), fmt, dict(getattr(error, "headers", {})))
 
 
 def _response(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fhir_server.config import Settings
 from fhir_server.errors import BadRequest
+from fhir_server.search.visibility import Access
 from fhir_server.storage.model import Stored
 from fhir_server.storage.repository import ReadUnit, Repository, WriteUnit
 
@@ -81,13 +82,14 @@ class Context:
     unit: WriteUnit | None = None
     inline_lookups: bool = False  # run reads on the event loop (embedded SQLite: no network wait)
     auth: SmartAuth | None = None  # None: authorization off (FHIR_AUTH=off)
+    access: Access | None = None  # the caller's access (a bearer token's policy); None: everything
 
     @property
     def base_url(self) -> str:
         return self.settings.base_url.rstrip("/")
 
     def write(self, work: Callable[[WriteUnit], T]) -> T:
-        return work(self.unit) if self.unit is not None else self.repository.write(work)
+        return work(self.unit) if self.unit is not None else self.repository.write(work, access=self.access)
 
     def read(self, work: Callable[[ReadUnit], T]) -> T:
-        return work(self.unit) if self.unit is not None else self.repository.read(work)
+        return work(self.unit) if self.unit is not None else self.repository.read(work, access=self.access)

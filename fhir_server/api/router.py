@@ -28,45 +28,46 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    interaction: str | None  # the SMART permission it needs (c r u d s) on its type; None: checked per entry
     lookup: bool = False  # one indexed row read: cheap enough to run without a thread hop
 
 
-def route(method: str, path: str, handler: Handler, lookup: bool = False) -> Route:
-    return Route(method, re.compile(f"^{path}$"), handler, lookup)
+def route(method: str, path: str, handler: Handler, interaction: str | None, lookup: bool = False) -> Route:
+    return Route(method, re.compile(f"^{path}$"), handler, interaction, lookup)
 
 
 ROUTES: list[Route] = [
-    route("GET", r"metadata", capability.metadata, lookup=True),
-    route("POST", r"", bundles.process),
-    route("GET", r"", listing.search),
-    route("GET", r"_history", listing.history),
-    route("GET", TYPE, listing.search),
-    route("POST", rf"{TYPE}/_search", listing.search),
-    route("POST", TYPE, interactions.create),
-    route("PUT", TYPE, interactions.conditional_update),
-    route("PATCH", TYPE, interactions.conditional_patch),
-    route("DELETE", TYPE, interactions.conditional_delete),
-    route("GET", rf"{TYPE}/_history", listing.history),
-    route("POST", rf"{TYPE}/\$validate", validate.validate),
-    route("GET", r"CodeSystem/\$lookup", lookup.lookup),
-    route("POST", r"CodeSystem/\$lookup", lookup.lookup),
-    route("GET", r"ValueSet/\$expand", expand.expand),
-    route("POST", r"ValueSet/\$expand", expand.expand),
-    route("GET", r"CodeSystem/\$validate-code", validate_code.code_system),
-    route("POST", r"CodeSystem/\$validate-code", validate_code.code_system),
-    route("GET", r"ValueSet/\$validate-code", validate_code.value_set),
-    route("POST", r"ValueSet/\$validate-code", validate_code.value_set),
-    route("GET", r"ConceptMap/\$translate", translate.translate),
-    route("POST", r"ConceptMap/\$translate", translate.translate),
-    route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate),
-    route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate),
-    route("GET", rf"{TYPE}/{ID}", interactions.read, lookup=True),
-    route("PUT", rf"{TYPE}/{ID}", interactions.update),
-    route("PATCH", rf"{TYPE}/{ID}", interactions.patch),
-    route("DELETE", rf"{TYPE}/{ID}", interactions.delete),
-    route("GET", rf"{TYPE}/{ID}/_history", listing.history),
-    route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread, lookup=True),
-    route("GET", COMPARTMENT, listing.compartment_search),
+    route("GET", r"metadata", capability.metadata, None, lookup=True),
+    route("POST", r"", bundles.process, None),  # batch/transaction: each entry is checked
+    route("GET", r"", listing.search, "s"),
+    route("GET", r"_history", listing.history, "s"),
+    route("GET", TYPE, listing.search, "s"),
+    route("POST", rf"{TYPE}/_search", listing.search, "s"),
+    route("POST", TYPE, interactions.create, "c"),
+    route("PUT", TYPE, interactions.conditional_update, "u"),
+    route("PATCH", TYPE, interactions.conditional_patch, "u"),
+    route("DELETE", TYPE, interactions.conditional_delete, "d"),
+    route("GET", rf"{TYPE}/_history", listing.history, "s"),
+    route("POST", rf"{TYPE}/\$validate", validate.validate, "r"),
+    route("GET", r"CodeSystem/\$lookup", lookup.lookup, "r"),
+    route("POST", r"CodeSystem/\$lookup", lookup.lookup, "r"),
+    route("GET", r"ValueSet/\$expand", expand.expand, "r"),
+    route("POST", r"ValueSet/\$expand", expand.expand, "r"),
+    route("GET", r"CodeSystem/\$validate-code", validate_code.code_system, "r"),
+    route("POST", r"CodeSystem/\$validate-code", validate_code.code_system, "r"),
+    route("GET", r"ValueSet/\$validate-code", validate_code.value_set, "r"),
+    route("POST", r"ValueSet/\$validate-code", validate_code.value_set, "r"),
+    route("GET", r"ConceptMap/\$translate", translate.translate, "r"),
+    route("POST", r"ConceptMap/\$translate", translate.translate, "r"),
+    route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
+    route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
+    route("GET", rf"{TYPE}/{ID}", interactions.read, "r", lookup=True),
+    route("PUT", rf"{TYPE}/{ID}", interactions.update, "u"),
+    route("PATCH", rf"{TYPE}/{ID}", interactions.patch, "u"),
+    route("DELETE", rf"{TYPE}/{ID}", interactions.delete, "d"),
+    route("GET", rf"{TYPE}/{ID}/_history", listing.history, "r"),
+    route("GET", rf"{TYPE}/{ID}/_history/(?P<version>[^/]+)", interactions.vread, "r", lookup=True),
+    route("GET", COMPARTMENT, listing.compartment_search, "s"),
 ]
 
 
@@ -91,12 +92,19 @@ def dispatch(ctx: Context, req: FhirRequest) -> FhirResponse:
         _check_type(args.get("resource_type"))
         _check_type(args.get("compartment"))
         _check_id(args.get("id") or args.get("compartment_id"))
+        if ctx.access is not None and candidate.interaction is not None:
+            ctx.access.require(candidate.interaction, _typed(args.get("resource_type")) or _typed(path.split("/")[0]))
         return candidate.handler(ctx, req, **args)
     if allowed:
         raise MethodNotAllowed(f"{req.method} is not allowed on '{path or '/'}'")
     first = path.split("/", 1)[0]
     _check_type(first if first[:1].isupper() else None)
     raise NotFound(f"no FHIR interaction matches '{path}'")
+
+
+def _typed(resource_type: str | None) -> str | None:
+    """A concrete resource type (not ``*``, not a system-level path)."""
+    return resource_type if resource_type and resource_type[:1].isupper() and resource_type != "*" else None
 
 
 def _check_id(id: str | None) -> None:

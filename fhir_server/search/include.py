@@ -15,7 +15,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, false, or_, select, true, tuple_
 
 from fhir_server.search.query import Include
+from fhir_server.search.sql import Compiler
+from fhir_server.search.visibility import Visibility
 from fhir_server.storage.schema import idx_reference, resource
+from resources.registry import search_param
 
 MAX_ROUNDS = 4
 
@@ -36,8 +39,11 @@ def included(
     includes: Sequence[Include],
     columns: Sequence[Any],
     limit: int,
+    visibility: Visibility | None = None,
 ) -> tuple[list[Any], bool]:
-    """The rows ``includes`` add to ``matches`` (none of the matches again), and whether ``limit`` cut them."""
+    """The rows ``includes`` add to ``matches`` (none of the matches again), and whether ``limit`` cut them;
+    only rows ``visibility`` lets through."""
+    compiler = Compiler(conn, partition, visibility)
     seen = {m.pk for m in matches}
     rows: list[Any] = []
     frontier, rounds = list(matches), 0
@@ -45,7 +51,8 @@ def included(
     while frontier and applicable and rounds < MAX_ROUNDS:
         added = []
         for include in applicable:
-            for row in conn.execute(_statement(partition, frontier, include, columns, limit + 1)).all():
+            statement = _statement(compiler, frontier, include, columns, limit + 1)
+            for row in conn.execute(statement).all():
                 if row.pk not in seen:
                     seen.add(row.pk)
                     added.append(row)
@@ -58,13 +65,27 @@ def included(
     return rows, False
 
 
-def _statement(partition: str, frontier: Sequence[Found], include: Include, columns: Sequence[Any], limit: int) -> Any:
+def _statement(
+    compiler: Compiler, frontier: Sequence[Found], include: Include, columns: Sequence[Any], limit: int
+) -> Any:
+    partition = compiler.partition
     live = [resource.c.partition == partition, resource.c.deleted == false()]
     if include.reverse:
         condition = resource.c.pk.in_(_referrers(partition, frontier, include))
     else:
         condition = tuple_(resource.c.resource_type, resource.c.id).in_(_targets(frontier, include))
-    return select(*columns).where(*live, condition).order_by(resource.c.pk).limit(limit)
+    visible = compiler.visible(_included_types(include), resource)
+    return select(*columns).where(*live, condition, visible).order_by(resource.c.pk).limit(limit)
+
+
+def _included_types(include: Include) -> tuple[str, ...] | None:
+    """The types an include can add (None: any), so a visibility check covers just those."""
+    if include.reverse:
+        return None if include.source_type == "*" else (include.source_type,)
+    if include.target_type:
+        return (include.target_type,)
+    param = search_param(include.source_type, include.name) if include.source_type != "*" else None
+    return param.targets if param is not None and param.targets else None
 
 
 def _targets(frontier: Sequence[Found], include: Include) -> Any:

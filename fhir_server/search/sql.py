@@ -10,7 +10,7 @@ sort keys and ``pk`` (never OFFSET), so links stay right while others write.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -39,8 +39,11 @@ from fhir_server.search.params.composite import component_param
 from fhir_server.search.query import Cursor, SearchQuery, SortKey
 from fhir_server.search.scope import Scope, uncorrelated
 from fhir_server.search.values import CODE_SET_MODIFIERS, composite_parts, of_type_parts, value_clause
+from fhir_server.search.visibility import Grant, Visibility
 from fhir_server.storage.engine import is_sqlite
 from fhir_server.storage.schema import INDEX_TABLES, idx_reference, idx_token, resource
+from resources.compartments import compartment_params
+from resources.registry import resource_types
 
 # The index column a sort key reads per parameter type: (ascending: lowest, descending: highest).
 SORT_COLUMNS = {
@@ -58,10 +61,15 @@ NEGATIONS = {"not": None, "not-in": "in"}
 
 @dataclass(frozen=True)
 class Compiler:
-    """Turns criteria into conditions; ``conn`` answers terminology questions (``:in``, ``:below``)."""
+    """Turns criteria into conditions; ``conn`` answers terminology questions (``:in``, ``:below``).
+
+    With a ``visibility``, every set of resources a statement reaches (the matches, chain targets, ``_has``
+    sources) is cut to what the reader may see.
+    """
 
     conn: Connection
     partition: str
+    visibility: Visibility | None = None
 
     def condition(self, found: Criterion, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
         """The criterion as a condition on ``row`` (the resource table or an alias of it)."""
@@ -230,6 +238,7 @@ class Compiler:
                 target.c.resource_type == target_type,
                 target.c.deleted == false(),
                 self.condition(found.inner, (target_type,), target),
+                self.visible((target_type,), target),
             )
             targets.append(
                 and_(idx_reference.c.target_type == target_type, self._one_of(idx_reference.c.target_id, ids))
@@ -243,14 +252,16 @@ class Compiler:
     def _has(self, found: Has, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
         """``_has:Source:ref:name=x``: this resource is the target of a matching Source's ``ref``."""
         source = resource.alias(f"s_{found.source_type.lower()}")
+        restricted = self.visibility is not None and self.visibility.restricts(found.source_type)
         sources = (
             self._plain_rows(found.inner, Scope(self.partition, (found.source_type,)))
-            if isinstance(found.inner, Match) and self._is_plain(found.inner)
+            if isinstance(found.inner, Match) and self._is_plain(found.inner) and not restricted
             else uncorrelated(source.c.pk).where(
                 source.c.partition == self.partition,
                 source.c.resource_type == found.source_type,
                 source.c.deleted == false(),
                 self.condition(found.inner, (found.source_type,), source),
+                self.visible((found.source_type,), source),
             )
         )
         ref = idx_reference.alias(f"h_{found.source_type.lower()}")
@@ -264,19 +275,78 @@ class Compiler:
             return self._one_of(row.c.id, uncorrelated(ref.c.target_id).where(*scope, ref.c.target_type == types[0]))
         return tuple_(row.c.resource_type, row.c.id).in_(uncorrelated(ref.c.target_type, ref.c.target_id).where(*scope))
 
+    # -- what the reader may see --------------------------------------------------------------------------
+    def visible(self, types: Sequence[str] | None, row: FromClause) -> ColumnElement[bool]:
+        """The resources of ``types`` (None: every type) on ``row`` that the visibility lets through."""
+        if self.visibility is None:
+            return true()
+        candidates = list(types) if types else resource_types()
+        whole: list[str] = []
+        compartments: dict[tuple[str, str], list[str]] = {}
+        narrowed: list[tuple[str, tuple[Grant, ...]]] = []
+        for resource_type in candidates:
+            grants = self.visibility.grants(resource_type)
+            if grants is None:
+                whole.append(resource_type)
+            elif len(grants) == 1 and grants[0].criterion is None and grants[0].compartment is not None:
+                compartments.setdefault(grants[0].compartment, []).append(resource_type)
+            elif grants:
+                narrowed.append((resource_type, grants))
+        one_type = len(candidates) == 1
+        parts: list[ColumnElement[bool]] = []
+        if whole:
+            parts.append(true() if one_type else row.c.resource_type.in_(whole))
+        parts += [self._in_compartment(owner, in_types, row) for owner, in_types in compartments.items()]
+        for resource_type, grants in narrowed:
+            granted = or_(*(self._granted(grant, resource_type, row) for grant in grants))
+            parts.append(granted if one_type else and_(row.c.resource_type == resource_type, granted))
+        return or_(*parts) if parts else false()
+
+    def _granted(self, grant: Grant, resource_type: str, row: FromClause) -> ColumnElement[bool]:
+        tests = [] if grant.compartment is None else [self._in_compartment(grant.compartment, [resource_type], row)]
+        if grant.criterion is not None:  # a scope's own query: compiled without visibility (no recursion)
+            tests.append(replace(self, visibility=None).condition(grant.criterion, (resource_type,), row))
+        return and_(*tests) if tests else true()
+
+    def _in_compartment(self, owner: tuple[str, str], types: Sequence[str], row: FromClause) -> ColumnElement[bool]:
+        """Resources of ``types`` in the compartment of ``owner`` (``("Patient", "123")``): one subquery on
+        the reference index for all types, plus the owner itself."""
+        compartment, owner_id = owner
+        linked = [(t, compartment_params(compartment, t)) for t in types]
+        by_type = [and_(idx_reference.c.resource_type == t, idx_reference.c.param.in_(ps)) for t, ps in linked if ps]
+        members: list[ColumnElement[bool]] = []
+        if by_type:
+            refs = uncorrelated(idx_reference.c.resource_pk).where(
+                idx_reference.c.partition == self.partition,
+                idx_reference.c.target_type == compartment,
+                idx_reference.c.target_id == owner_id,
+                or_(*by_type),
+            )
+            members.append(row.c.pk.in_(refs))
+        if compartment in types:
+            members.append(and_(row.c.resource_type == compartment, row.c.id == owner_id))
+        return or_(*members) if members else false()
+
 
 # -- the statement ---------------------------------------------------------------------------------------
 
 
 def search_statement(
-    query: SearchQuery, conn: Connection, partition: str, columns: Sequence[Any], *, count: bool = False
+    query: SearchQuery,
+    conn: Connection,
+    partition: str,
+    columns: Sequence[Any],
+    *,
+    count: bool = False,
+    visibility: Visibility | None = None,
 ) -> Select[Any]:
     """The SELECT for one page of ``query`` (one more row than the page, to know if another follows),
-    or for its total when ``count``."""
-    compiler = Compiler(conn, partition)
+    or for its total when ``count``; only resources ``visibility`` lets through."""
+    compiler = Compiler(conn, partition, visibility)
     types = query.resource_types
     conditions = [resource.c.partition == partition, resource.c.deleted == false()]
     conditions += Scope(partition, types).on(resource)[1:]
+    conditions.append(compiler.visible(types, resource))
     conditions += [_top_level(compiler, c, key, types) for c, key in zip(query.criteria, query.keys, strict=True)]
     if count:
         return select(func.count()).select_from(resource).where(*conditions)

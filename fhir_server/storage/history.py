@@ -34,10 +34,13 @@ class HistoryQuery:
         return replace(self, after_key=(last.last_updated, last.resource_type, last.id, last.version))
 
 
-def history_statement(query: HistoryQuery, partition: str) -> Select[Any]:
-    """One page (plus one row, to tell whether more follow) of history rows."""
+def history_statement(query: HistoryQuery, partition: str, visible: Select[Any] | None = None) -> Select[Any]:
+    """One page (plus one row, to tell whether more follow) of history rows; with ``visible``, only of the
+    resources whose (type, id) it selects."""
     h = resource_history.c
     conditions = [h.partition == partition]
+    if visible is not None:
+        conditions.append(tuple_(h.resource_type, h.id).in_(visible))
     if query.resource_type:
         conditions.append(h.resource_type == query.resource_type)
     if query.id:

@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, not_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from fhir_server.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, TooCostly
+from fhir_server.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooCostly
 from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.extract import IndexRows, extract_index
 from fhir_server.search.include import Found, included
 from fhir_server.search.query import Cursor, SearchQuery
-from fhir_server.search.sql import search_statement, sort_label
+from fhir_server.search.sql import Compiler, search_statement, sort_label
+from fhir_server.search.visibility import Access, Visibility
 from fhir_server.storage.bulk import insert_rows, next_primary_keys
 from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
@@ -131,6 +132,7 @@ class ReadUnit:
     partition: str
     base_url: str | None = None
     search_timeout_ms: int = 0  # PostgreSQL: cancel a search statement after this long (0: no limit)
+    access: Access | None = None  # what the caller may see and do (a SMART token); None: everything
 
     def current(self, resource_type: str, id: str, *, for_update: bool = False) -> tuple[int, Stored] | None:
         """The current row (pk, version) of a resource, deleted or not; None if it never existed."""
@@ -141,7 +143,7 @@ class ReadUnit:
     def read(self, resource_type: str, id: str) -> Stored:
         """https://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
         found = self.current(resource_type, id)
-        if found is None:
+        if found is None or not self.sees(found[0], resource_type, "r"):
             raise NotFound(f"{resource_type}/{id} is not known")
         stored = found[1]
         if stored.deleted:
@@ -152,7 +154,7 @@ class ReadUnit:
         """https://hl7.org/fhir/R4/http.html#vread: a specific version; 410 for a deletion version."""
         key = {"partition": self.partition, "resource_type": resource_type, "id": id, "version": version}
         row = self.conn.execute(_VERSION, key).first()
-        if row is None:
+        if row is None or not self._sees_current(resource_type, id, "r"):
             raise NotFound(f"{resource_type}/{id} has no version {version}")
         stored = _stored(row)
         if stored.deleted:
@@ -180,7 +182,29 @@ class ReadUnit:
 
     def _statement(self, query: SearchQuery, *, count: bool = False) -> Any:
         """The SQL of ``query`` (its total when ``count``), references to this server's base made relative."""
-        return search_statement(query.relative_to(self.base_url), self.conn, self.partition, _COLUMNS, count=count)
+        relative = query.relative_to(self.base_url)
+        visibility = self.visibility("s")
+        return search_statement(relative, self.conn, self.partition, _COLUMNS, count=count, visibility=visibility)
+
+    # -- access ----------------------------------------------------------------------------------------
+    def visibility(self, interaction: str) -> Visibility | None:
+        """What ``access`` lets this unit see for an interaction letter (None: everything)."""
+        return None if self.access is None else Visibility(self.access, interaction)
+
+    def sees(self, pk: int, resource_type: str, interaction: str) -> bool:
+        """Whether the resource row ``pk`` is visible for ``interaction``: one indexed SQL check."""
+        visibility = self.visibility(interaction)
+        if visibility is None or not visibility.restricts(resource_type):
+            return True
+        compiler = Compiler(self.conn, self.partition, visibility)
+        stmt = select(resource.c.pk).where(resource.c.pk == pk, compiler.visible((resource_type,), resource))
+        return self.conn.execute(stmt).first() is not None
+
+    def _sees_current(self, resource_type: str, id: str, interaction: str) -> bool:
+        if self.access is None:
+            return True
+        found = ReadUnit.current(self, resource_type, id)
+        return found is not None and self.sees(found[0], resource_type, interaction)
 
     def execute_search(self, stmt: Any) -> Any:
         """Execute a search statement, cancelled after ``search_timeout_ms`` on PostgreSQL."""
@@ -203,7 +227,9 @@ class ReadUnit:
         if not query.includes or not page.matches:
             return [], False
         found = [Found(pk, s.resource_type, s.id) for pk, s in zip(page.pks, page.matches, strict=True)]
-        rows, cut = included(self.conn, self.partition, found, query.includes, _COLUMNS, limit)
+        rows, cut = included(
+            self.conn, self.partition, found, query.includes, _COLUMNS, limit, visibility=self.visibility("r")
+        )
         return [_stored(r) for r in rows], cut
 
     def estimate(self, query: SearchQuery) -> int:
@@ -223,11 +249,28 @@ class ReadUnit:
 
     def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
         """A page of versions, newest first, and the query for the next page (None when done)."""
-        rows = self.conn.execute(history_statement(query, self.partition)).all()
+        rows = self.conn.execute(history_statement(query, self.partition, self._visible_ids(query))).all()
         more = len(rows) > query.count
         rows = rows[: query.count]
         page = [_stored(r) for r in rows]
         return page, (query.after(page[-1]) if more and page else None)
+
+    def _visible_ids(self, query: HistoryQuery) -> Any:
+        """History: the (type, id) of the resources whose versions the caller may see (None: all).
+
+        Instance history is all or nothing: a 404 when the resource is not visible.
+        """
+        if self.access is None:
+            return None
+        if query.id is not None and query.resource_type is not None:
+            if not self._sees_current(query.resource_type, query.id, "r"):
+                raise NotFound(f"{query.resource_type}/{query.id} is not known")
+            return None
+        types = (query.resource_type,) if query.resource_type else None
+        compiler = Compiler(self.conn, self.partition, self.visibility("s"))
+        return select(resource.c.resource_type, resource.c.id).where(
+            resource.c.partition == self.partition, compiler.visible(types, resource)
+        )
 
 
 @dataclass
@@ -264,6 +307,7 @@ class WriteUnit(ReadUnit):
 
         ``id`` lets a transaction pre-assign the id it already used to rewrite ``urn:uuid:`` references.
         """
+        self._require("c", body["resourceType"])
         stamped, stored = self._version(body, id or new_id(), 1)
         self._pending.append(_Pending(stored, self._index(stamped)))
         return WriteResult(stored, created=True)
@@ -277,9 +321,14 @@ class WriteUnit(ReadUnit):
                 raise PreconditionFailed(f"{resource_type}/{id} does not exist, so If-Match cannot match")
             return self.create(body, id)
         pk, old = found
+        interaction = "c" if old.deleted else "u"
+        self._require(interaction, resource_type)
+        if not old.deleted:
+            self._require_visible(pk, old, "u")
         _check_if_match(old, if_match)
         stamped, stored = self._version(body, id, old.version + 1, after=old.last_updated)
         self._replace(pk, old, stored, self._index(stamped), method)
+        self._require_visible(pk, stored, interaction, written=True)
         return WriteResult(stored, created=old.deleted)
 
     def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> WriteResult | None:
@@ -294,6 +343,7 @@ class WriteUnit(ReadUnit):
                 raise PreconditionFailed(f"{resource_type}/{id} does not exist, so If-Match cannot match")
             return None
         pk, old = found
+        self._require_visible(pk, old, "d")
         _check_if_match(old, if_match)
         tombstone = Stored(resource_type, id, old.version + 1, _moment(old.last_updated), True, b"", "DELETE")
         self._replace(pk, old, tombstone, IndexRows(), "DELETE")
@@ -454,6 +504,41 @@ class WriteUnit(ReadUnit):
             self.conn, resource_history, HISTORY_COLUMNS, [self._history_row(p.stored, "POST") for p in pending]
         )
         self._insert_index([(pk, p.stored.resource_type, p.index) for p, pk in zip(pending, pks, strict=True)])
+        self._require_created_visible(pks, [p.stored for p in pending])
+
+    # -- access ---------------------------------------------------------------------------------
+    def _require(self, interaction: str, resource_type: str) -> None:
+        """403 unless the caller may perform ``interaction`` (``c r u d s``) on the type at all."""
+        if self.access is not None:
+            self.access.require(interaction, resource_type)
+
+    def _require_visible(self, pk: int, stored: Stored, interaction: str, *, written: bool = False) -> None:
+        """403 when the resource (before a change, or as ``written``) is outside the caller's access."""
+        if self.sees(pk, stored.resource_type, interaction):
+            return
+        if written:
+            raise Forbidden(
+                f"{stored.reference} as written would be outside what the access token may reach "
+                "(for a patient token: not in that patient's compartment)"
+            )
+        raise Forbidden(f"{stored.reference} is outside what the access token may reach")
+
+    def _require_created_visible(self, pks: Sequence[int], created: Sequence[Stored]) -> None:
+        """403 (the whole unit rolls back) when a new resource would be outside the caller's access."""
+        visibility = self.visibility("c")
+        types = sorted({s.resource_type for s in created})
+        if visibility is None or not any(visibility.restricts(t) for t in types):
+            return
+        compiler = Compiler(self.conn, self.partition, visibility)
+        outside = select(resource.c.resource_type, resource.c.id).where(
+            resource.c.pk.in_(pks), not_(compiler.visible(types, resource))
+        )
+        row = self.conn.execute(outside.limit(1)).first()
+        if row is not None:
+            raise Forbidden(
+                f"{row.resource_type}/{row.id} as written would be outside what the access token may reach "
+                "(for a patient token: not in that patient's compartment)"
+            )
 
 
 _RETRYABLE = (IntegrityError, OperationalError)
@@ -475,25 +560,25 @@ class Repository:
         self.statistics = PlannerStatistics(engine)
 
     @contextmanager
-    def reading(self) -> Iterator[ReadUnit]:
+    def reading(self, access: Access | None = None) -> Iterator[ReadUnit]:
         """A read unit in autocommit mode: each statement sees the latest commits, without BEGIN/COMMIT
         round trips (a read interaction is one statement)."""
         with self.engine.connect().execution_options(**read_options(self.engine)) as conn:
-            yield ReadUnit(conn, self.partition, self.base_url, self.search_timeout_ms)
+            yield ReadUnit(conn, self.partition, self.base_url, self.search_timeout_ms, access)
 
     @contextmanager
-    def writing(self) -> Iterator[WriteUnit]:
+    def writing(self, access: Access | None = None) -> Iterator[WriteUnit]:
         with self._writer, self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
-            unit = WriteUnit(conn, self.partition, self.base_url)
+            unit = WriteUnit(conn, self.partition, self.base_url, access=access)
             yield unit
             unit.flush()
         self.statistics.written(unit.written)
 
-    def write(self, work: Callable[[WriteUnit], T], attempts: int = 4) -> T:
+    def write(self, work: Callable[[WriteUnit], T], attempts: int = 4, access: Access | None = None) -> T:
         """Run ``work`` in one write transaction, retrying it when a concurrent writer collided."""
         for attempt in range(attempts):
             try:
-                with self.writing() as unit:
+                with self.writing(access) as unit:
                     return work(unit)
             except _RETRYABLE as exc:
                 if not _is_collision(exc):
@@ -501,8 +586,8 @@ class Repository:
                 time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # let the other writer finish first
         raise Conflict("the write collided with concurrent writes to the same resources; retry it", code="transient")
 
-    def read(self, work: Callable[[ReadUnit], T]) -> T:
-        with self.reading() as unit:
+    def read(self, work: Callable[[ReadUnit], T], access: Access | None = None) -> T:
+        with self.reading(access) as unit:
             return work(unit)
 
 
