@@ -57,9 +57,11 @@ def running_server(
     """``fhir-server serve`` on a free port (or ``program`` taking the same arguments); yields the base URL.
 
     ``env`` adds variables to (or, with an empty value, removes them from) the server's environment.
+    Authorization is off unless ``env`` turns it on (``FHIR_AUTH=on``): the other benches measure the
+    FHIR interactions; ``bench/auth.py`` measures what tokens cost.
     """
     port = free_port()
-    environment = {**os.environ, "FHIR_DATABASE_URL": database_url}
+    environment = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_AUTH": "off"}
     environment.pop("FHIR_BASE_URL", None)
     for name, value in (env or {}).items():
         if value:

@@ -15,6 +15,7 @@ from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
+from smart_auth.service import AUTH_PATH
 
 INTERACTIONS = [
     "read",
@@ -38,17 +39,49 @@ SEARCH_EXTRAS = [
 ]
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
 def metadata(ctx: Context, req: FhirRequest) -> FhirResponse:
-    """The CapabilityStatement (cached bytes; it only depends on the base URL)."""
-    return FhirResponse(200, content=_statement_bytes(ctx.base_url), subsettable=True)
+    """The CapabilityStatement (cached bytes; it only depends on the base URL and whether auth is on)."""
+    auth_root = ctx.auth.public_root if ctx.auth is not None else None
+    return FhirResponse(200, content=_statement_bytes(ctx.base_url, auth_root), subsettable=True)
 
 
 @cache
-def _statement_bytes(base_url: str) -> bytes:
-    return orjson.dumps(capability_statement(base_url))
+def _statement_bytes(base_url: str, auth_root: str | None) -> bytes:
+    return orjson.dumps(capability_statement(base_url, auth_root))
 
 
-def capability_statement(base_url: str) -> dict[str, Any]:
+def security(base_url: str, root: str) -> dict[str, Any]:
+    """``rest.security``: SMART on FHIR, with the ``oauth-uris`` extension clients such as the Python
+    ``fhirclient`` still read (https://hl7.org/fhir/smart-app-launch/conformance.html)."""
+    uris = {name: f"{root}{AUTH_PATH}/{name}" for name in ("authorize", "token", "introspect", "revoke")}
+    return {
+        "cors": True,
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART"}],
+        "description": f"SMART App Launch and Backend Services; discovery at {base_url}/.well-known/smart-configuration",
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": name, "valueUri": uri} for name, uri in uris.items()],
+            }
+        ],
+    }
+
+
+def capability_statement(base_url: str, auth_root: str | None = None) -> dict[str, Any]:
+    """The statement; with ``auth_root`` (where ``/auth`` lives) it declares SMART security."""
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "resource": [_resource(t) for t in resource_types()],
+        "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+        "searchParam": _search_params("Resource"),
+        "operation": OPERATIONS,
+    }
+    if auth_root is not None:
+        rest = {"mode": "server", "security": security(base_url, auth_root), **rest}
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -60,15 +93,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
-        "rest": [
-            {
-                "mode": "server",
-                "resource": [_resource(t) for t in resource_types()],
-                "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
-                "searchParam": _search_params("Resource"),
-                "operation": OPERATIONS,
-            }
-        ],
+        "rest": [rest],
     }
 
 

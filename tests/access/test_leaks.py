@@ -496,3 +496,18 @@ def test_revoked_token_stops_at_once(world: World) -> None:
         auth.revocations.revoke(f"jti:{token.jti}", utc_now() + timedelta(seconds=60))
         refused = http.get("Patient", params={"_count": "1"})
         assert refused.status_code == 401 and "revoked" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_capability_statement_declares_smart(world: World) -> None:
+    with httpx.Client(base_url=world.server.base_url + "/") as anonymous:
+        statement = anonymous.get("metadata").json()
+    security = statement["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    root = world.server.base_url.removesuffix("/fhir")
+    assert uris == {
+        "authorize": f"{root}/auth/authorize",
+        "token": f"{root}/auth/token",
+        "introspect": f"{root}/auth/introspect",
+        "revoke": f"{root}/auth/revoke",
+    }
