@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FhirApp:
         if auth is not None:
             auth.start()
         yield
+        if auth is not None:
+            auth.revocations.close()
         engine.dispose()
 
     fallback = FastAPI(title="FHIR R4 server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

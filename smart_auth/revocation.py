@@ -3,21 +3,43 @@
 Keys are ``jti:<access token id>`` and ``grant:<grant id>`` (revoking a refresh token revokes its grant,
 and with it every access token issued under that grant, RFC 7009 section 2.1). Each entry lives as long as
 the tokens it stops would have lived.
+
+Every FHIR request asks ``is_revoked``, so the answer must cost microseconds, not a round trip:
+
+- Redis: each process keeps a mirror of the revoked keys, loaded at start and kept current by a
+  subscription to the channel every revocation is published on (delivery within a millisecond);
+- PostgreSQL without Redis: the same, with ``LISTEN``/``NOTIFY`` (the notification is sent in the
+  revoking transaction, so it arrives only once the revocation is committed);
+- SQLite: one indexed read on a connection kept per thread (about 7 us).
+
+The revoking process updates its own mirror before answering. While a mirror's subscription is down
+(reconnecting), checks go to the store itself, so nothing revoked is ever let through.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Protocol
 
+import psycopg
 import redis
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from fhir_server.storage.engine import is_sqlite
 from fhir_server.storage.model import utc_now
 from smart_auth.schema import auth_revocation
 
+log = logging.getLogger("smart_auth.revocation")
+
 REDIS_PREFIX = "fhir:revoked:"
+CHANNEL = "fhir_revoked"
+RETRY_SECONDS = 1.0
 
 
 class Revocations(Protocol):
@@ -27,24 +49,101 @@ class Revocations(Protocol):
     def is_revoked(self, *keys: str) -> bool:
         """Whether any of ``keys`` is revoked."""
 
+    def close(self) -> None:
+        """Stop listening (server shutdown)."""
+
+
+def _timestamp(moment: datetime) -> float:
+    return moment.replace(tzinfo=UTC).timestamp()
+
+
+class Mirror:
+    """This process's copy of the revoked keys, fed by a listener thread that reconnects on failure."""
+
+    def __init__(self, name: str, listen: Callable[[Mirror], None]) -> None:
+        self._keys: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.healthy = False
+        self.stopped = threading.Event()
+        self._listen = listen
+        self._thread = threading.Thread(target=self._run, name=f"revocations-{name}", daemon=True)
+        self._thread.start()
+
+    def add(self, key: str, until: float) -> None:
+        with self._lock:
+            self._keys[key] = until
+            if len(self._keys) > 10_000:
+                now = time.time()
+                self._keys = {k: t for k, t in self._keys.items() if t > now}
+
+    def load(self, items: Iterable[tuple[str, float]]) -> None:
+        for key, until in items:
+            self.add(key, until)
+
+    def contains(self, keys: Iterable[str]) -> bool:
+        now = time.time()
+        return any(self._keys.get(key, 0.0) > now for key in keys)
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self._listen(self)  # subscribes, loads the snapshot, sets healthy, returns when stopped
+            except Exception as exc:
+                if not self.stopped.is_set():
+                    log.warning("revocation listener lost its connection (%s); checking the store meanwhile", exc)
+            self.healthy = False
+            self.stopped.wait(RETRY_SECONDS)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self._thread.join(timeout=5)
+
 
 class RedisRevocations:
-    """Revocations shared through Redis: one round trip per check."""
+    """Revocations shared through Redis: keys with a TTL, announced on a pub/sub channel."""
 
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url)
+        self.mirror = Mirror("redis", self._listen)
 
     def revoke(self, key: str, until: datetime) -> None:
         seconds = int((until - utc_now()).total_seconds()) + 1
-        if seconds > 0:
-            self.client.set(REDIS_PREFIX + key, b"1", ex=seconds)
+        if seconds <= 0:
+            return
+        self.client.set(REDIS_PREFIX + key, b"1", ex=seconds)
+        self.mirror.add(key, _timestamp(until))
+        self.client.publish(CHANNEL, f"{_timestamp(until)} {key}")
 
     def is_revoked(self, *keys: str) -> bool:
+        if self.mirror.healthy:
+            return self.mirror.contains(keys)
         return bool(self.client.exists(*(REDIS_PREFIX + key for key in keys)))
+
+    def close(self) -> None:
+        self.mirror.close()
+        self.client.close()
+
+    def _listen(self, mirror: Mirror) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(CHANNEL)  # first subscribe, then read the snapshot: nothing falls between
+            now = time.time()
+            for name in self.client.scan_iter(match=REDIS_PREFIX + "*", count=1000):
+                ttl = self.client.ttl(name)
+                if ttl > 0:
+                    mirror.add(name.decode()[len(REDIS_PREFIX) :], now + ttl)
+            mirror.healthy = True
+            while not mirror.stopped.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is not None:
+                    until, _, key = message["data"].decode().partition(" ")
+                    mirror.add(key, float(until))
+        finally:
+            pubsub.close()
 
 
 class DatabaseRevocations:
-    """Revocations in the ``auth_revocation`` table: one indexed read per check."""
+    """Revocations in the ``auth_revocation`` table."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -57,6 +156,10 @@ class DatabaseRevocations:
                     conn.execute(insert(auth_revocation), {"key": key, "expires_at": until})
             except IntegrityError:
                 pass  # already revoked
+            self._announce(conn, key, until)
+
+    def _announce(self, conn: Connection, key: str, until: datetime) -> None:
+        """Tell the other processes (PostgreSQL); nothing to do on SQLite."""
 
     def is_revoked(self, *keys: str) -> bool:
         table = auth_revocation
@@ -64,7 +167,68 @@ class DatabaseRevocations:
         with self.engine.connect() as conn:
             return conn.execute(stmt).first() is not None
 
+    def close(self) -> None:
+        return None
+
+
+class SqliteRevocations(DatabaseRevocations):
+    """SQLite: the check reads the table on a plain connection kept per thread (no pool, no SQL building)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.path = str(engine.url.database)
+        self._local = threading.local()
+
+    def is_revoked(self, *keys: str) -> bool:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = sqlite3.connect(self.path, check_same_thread=False)
+        marks = ", ".join("?" * len(keys))
+        query = f"SELECT 1 FROM auth_revocation WHERE key IN ({marks}) AND expires_at > ? LIMIT 1"
+        now = utc_now().strftime("%Y-%m-%d %H:%M:%S.%f")  # how SQLAlchemy stores a DateTime in SQLite
+        return conn.execute(query, (*keys, now)).fetchone() is not None
+
+
+class PostgresRevocations(DatabaseRevocations):
+    """PostgreSQL: a mirror fed by ``LISTEN``; the revoking transaction sends the ``NOTIFY``."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.mirror = Mirror("postgres", self._listen)
+
+    def revoke(self, key: str, until: datetime) -> None:
+        super().revoke(key, until)
+        self.mirror.add(key, _timestamp(until))
+
+    def _announce(self, conn: Connection, key: str, until: datetime) -> None:
+        payload = f"{_timestamp(until)} {key}"
+        conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+
+    def is_revoked(self, *keys: str) -> bool:
+        if self.mirror.healthy:
+            return self.mirror.contains(keys)
+        return super().is_revoked(*keys)
+
+    def close(self) -> None:
+        self.mirror.close()
+
+    def _listen(self, mirror: Mirror) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")  # first listen, then read the snapshot
+            rows = conn.execute(
+                "SELECT key, expires_at FROM auth_revocation WHERE expires_at > now() AT TIME ZONE 'UTC'"
+            )
+            mirror.load((key, _timestamp(expires)) for key, expires in rows.fetchall())
+            mirror.healthy = True
+            while not mirror.stopped.is_set():
+                for notice in conn.notifies(timeout=0.5):
+                    until, _, key = notice.payload.partition(" ")
+                    mirror.add(key, float(until))
+
 
 def revocations(engine: Engine, redis_url: str | None) -> Revocations:
     """Redis when configured (several server processes share it), the database otherwise."""
-    return RedisRevocations(redis_url) if redis_url else DatabaseRevocations(engine)
+    if redis_url:
+        return RedisRevocations(redis_url)
+    return SqliteRevocations(engine) if is_sqlite(engine) else PostgresRevocations(engine)
