@@ -13,6 +13,7 @@ import orjson
 
 from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
+from fhir_server.operations import everything
 from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
 from smart_auth.service import AUTH_PATH
@@ -108,6 +109,7 @@ TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
         {"name": "validate-code", "definition": validate_code.VALUE_SET_DEFINITION},
     ],
     "ConceptMap": [{"name": "translate", "definition": translate.DEFINITION}],
+    "Patient": [{"name": "everything", "definition": everything.DEFINITION}],
 }
 
 

@@ -25,22 +25,30 @@ _FORMAT_PARAMS = ("_format", "_pretty", "_summary", "_elements")
 
 def search(ctx: Context, req: FhirRequest, resource_type: str | None = None) -> FhirResponse:
     """GET [type]?..., POST [type]/_search, GET [base]?... (``_type``)."""
-    return run_search(ctx, req, _parse(ctx, req, resource_type), _path(ctx, resource_type))
+    return run_search(ctx, req, parse_request(ctx, req, resource_type), _path(ctx, resource_type))
 
 
 def compartment_search(
     ctx: Context, req: FhirRequest, compartment: str, compartment_id: str, resource_type: str
 ) -> FhirResponse:
     """GET [Compartment]/[id]/[type]?... and [Compartment]/[id]/*: https://hl7.org/fhir/R4/search.html#compartments."""
+    path = f"{ctx.base_url}/{compartment}/{compartment_id}/{resource_type}"
+    return run_search(ctx, req, compartment_query(ctx, req, compartment, compartment_id, resource_type), path)
+
+
+def compartment_query(
+    ctx: Context, req: FhirRequest, compartment: str, compartment_id: str, resource_type: str
+) -> SearchQuery:
+    """The search of ``req`` within a compartment, over one type or (``*``) every member type."""
     types, member = compartment_criterion(compartment, compartment_id, resource_type)
-    query = _parse(ctx, req, None if resource_type == "*" else resource_type)
+    query = parse_request(ctx, req, None if resource_type == "*" else resource_type)
     if resource_type == "*" and query.types is None:
         query = replace(query, types=types)
-    path = f"{ctx.base_url}/{compartment}/{compartment_id}/{resource_type}"
-    return run_search(ctx, req, query.narrowed(member, f"{compartment}/{compartment_id}"), path)
+    return query.narrowed(member, f"{compartment}/{compartment_id}")
 
 
-def _parse(ctx: Context, req: FhirRequest, resource_type: str | None) -> SearchQuery:
+def parse_request(ctx: Context, req: FhirRequest, resource_type: str | None) -> SearchQuery:
+    """The search parameters of ``req`` (with the server's paging limits)."""
     settings = ctx.settings
     return parse_search(
         resource_type,

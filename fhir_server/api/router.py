@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fhir_server.api import bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
+from fhir_server.operations import everything
 from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import is_resource_type
 
@@ -59,6 +60,10 @@ ROUTES: list[Route] = [
     route("POST", r"ValueSet/\$validate-code", validate_code.value_set, "r"),
     route("GET", r"ConceptMap/\$translate", translate.translate, "r"),
     route("POST", r"ConceptMap/\$translate", translate.translate, "r"),
+    route("GET", r"Patient/\$everything", everything.everything, "r"),
+    route("POST", r"Patient/\$everything", everything.everything, "r"),
+    route("GET", rf"Patient/{ID}/\$everything", everything.everything, "r"),
+    route("POST", rf"Patient/{ID}/\$everything", everything.everything, "r"),
     route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
     route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
     route("GET", rf"{TYPE}/{ID}", interactions.read, "r", lookup=True),

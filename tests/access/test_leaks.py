@@ -511,3 +511,13 @@ def test_capability_statement_declares_smart(world: World) -> None:
         "introspect": f"{root}/auth/introspect",
         "revoke": f"{root}/auth/revoke",
     }
+
+
+def test_everything_reaches_only_the_token_patient(world: World, patient_a: httpx.Client) -> None:
+    assert patient_a.get(f"Patient/{world.b['patient']}/$everything").status_code == 404
+    mine = _search(patient_a, f"Patient/{world.a['patient']}/$everything", {"_count": "1000"})
+    _no_leak(world, mine)
+    assert {world.a["glucose"], world.a["encounter"], world.a["practitioner"]} <= _all_ids(mine)
+    every = _search(patient_a, "Patient/$everything", {"_count": "1000"})
+    _no_leak(world, every)
+    assert world.a["condition"] in _all_ids(every)
