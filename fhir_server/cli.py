@@ -1,4 +1,5 @@
-"""``fhir-server``: one command line with subcommands (serve, migrate, import, reindex, mllp, rxnorm load).
+"""``fhir-server``: one command line with subcommands (serve, migrate, import, reindex, mllp, rxnorm load,
+clients, users, keys).
 
 Settings come from ``FHIR_*`` environment variables; flags override them.
 """
@@ -6,16 +7,19 @@ Settings come from ``FHIR_*`` environment variables; flags override them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.config import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from fhir_server.storage.repository import WriteUnit
 
 
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env FHIR_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (env FHIR_WORKERS, default 1)")
+    serve.add_argument("--no-auth", action="store_true", help="serve without SMART authorization (FHIR_AUTH=off)")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations (Alembic)")
@@ -58,10 +63,188 @@ def main(argv: list[str] | None = None) -> int:
     rxnorm_load.add_argument("--quiet", action="store_true", help="no progress bar")
     rxnorm_load.set_defaults(run=_rxnorm_load)
 
+    _add_auth_commands(commands)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().with_overrides(database_url=args.database_url)
     return int(args.run(settings, args) or 0)
+
+
+def _add_auth_commands(commands: Any) -> None:
+    """``clients``, ``users`` and ``keys``: the SMART authorization server's registrations."""
+    clients = commands.add_parser("clients", help="SMART clients (apps, backend services, EHRs)")
+    client_actions = clients.add_subparsers(dest="action", required=True)
+    add = client_actions.add_parser("add", help="register a client; prints its id (and secret, once)")
+    add.add_argument("--name", required=True)
+    add.add_argument(
+        "--type", required=True, choices=["public", "confidential-symmetric", "confidential-asymmetric"], dest="kind"
+    )
+    add.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris", help="repeatable")
+    add.add_argument("--scope", help="scopes the client may be granted (default: all app scopes, no system/)")
+    keys = add.add_mutually_exclusive_group()
+    keys.add_argument("--jwks-url", help="where the client publishes its public keys (asymmetric)")
+    keys.add_argument("--jwks-file", type=Path, help="a file holding the client's public JWKS (asymmetric)")
+    add.add_argument("--client-id", help="choose the client id (default: random)")
+    add.add_argument("--ehr-launch", action="store_true", help="may register EHR launches (POST /auth/launch)")
+    add.set_defaults(run=_clients_add)
+    client_actions.add_parser("list", help="list registered clients").set_defaults(run=_clients_list)
+    remove = client_actions.add_parser("remove", help="unregister a client")
+    remove.add_argument("client_id")
+    remove.set_defaults(run=_clients_remove)
+
+    users = commands.add_parser("users", help="users who sign in on the authorization pages")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    add_user = user_actions.add_parser("add", help="add a user (password from stdin or a prompt)")
+    add_user.add_argument("login")
+    add_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add_user.add_argument("--fhir-user", help="the FHIR resource the user is, e.g. Practitioner/123")
+    add_user.add_argument("--totp", action="store_true", help="require a TOTP code; prints the provisioning URI")
+    add_user.set_defaults(run=_users_add)
+    user_actions.add_parser("list", help="list users").set_defaults(run=_users_list)
+    remove_user = user_actions.add_parser("remove", help="remove a user")
+    remove_user.add_argument("login")
+    remove_user.set_defaults(run=_users_remove)
+
+    keys_command = commands.add_parser("keys", help="token signing keys").add_subparsers(dest="action", required=True)
+    keys_command.add_parser("rotate", help="sign with a new key from now on").set_defaults(run=_keys_rotate)
+
+
+def _auth_engine(settings: Settings) -> Engine:
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+def _clients_add(settings: Settings, args: argparse.Namespace) -> int:
+    from smart_auth.clients import ClientError, add_client
+
+    engine = _auth_engine(settings)
+    try:
+        jwks = json.loads(args.jwks_file.read_text()) if args.jwks_file else None
+        client, secret = add_client(
+            engine,
+            args.name,
+            args.kind,
+            redirect_uris=args.redirect_uris,
+            scope=args.scope,
+            jwks_uri=args.jwks_url,
+            jwks=jwks,
+            client_id=args.client_id,
+            ehr_launch=args.ehr_launch,
+        )
+    except (ClientError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"client_id: {client.client_id}")
+    if secret:
+        print(f"client_secret: {secret}")
+        print("(the secret is shown only now; it is stored hashed)")
+    return 0
+
+
+def _clients_list(settings: Settings, args: argparse.Namespace) -> int:
+    from smart_auth.clients import list_clients
+
+    engine = _auth_engine(settings)
+    for client in list_clients(engine):
+        extra = " ehr-launch" if client.ehr_launch else ""
+        print(f"{client.client_id}\t{client.kind}\t{client.name}\t{' '.join(client.scope)}{extra}")
+    engine.dispose()
+    return 0
+
+
+def _clients_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from smart_auth.clients import remove_client
+
+    engine = _auth_engine(settings)
+    removed = remove_client(engine, args.client_id)
+    engine.dispose()
+    if not removed:
+        print(f"error: no client {args.client_id}", file=sys.stderr)
+        return 1
+    print(f"removed client {args.client_id}")
+    return 0
+
+
+def _users_add(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from smart_auth.users import UserError, add_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 1
+    engine = _auth_engine(settings)
+    try:
+        user, totp_uri = add_user(engine, args.login, password, fhir_user=args.fhir_user, totp=args.totp)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"added user {user.login}" + (f" ({user.fhir_user})" if user.fhir_user else ""))
+    if totp_uri:
+        print(f"TOTP provisioning URI (add it to an authenticator app; shown only now): {totp_uri}")
+    return 0
+
+
+def _users_list(settings: Settings, args: argparse.Namespace) -> int:
+    from smart_auth.users import list_users
+
+    engine = _auth_engine(settings)
+    for user in list_users(engine):
+        print(f"{user.login}\t{user.fhir_user or '-'}\t{'totp' if user.totp_secret else ''}".rstrip())
+    engine.dispose()
+    return 0
+
+
+def _users_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from smart_auth.users import remove_user
+
+    engine = _auth_engine(settings)
+    removed = remove_user(engine, args.login)
+    engine.dispose()
+    if not removed:
+        print(f"error: no user {args.login}", file=sys.stderr)
+        return 1
+    print(f"removed user {args.login}")
+    return 0
+
+
+def _keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from smart_auth.keys import SigningKeys
+
+    engine = _auth_engine(settings)
+    kid = SigningKeys(engine).rotate()
+    engine.dispose()
+    print(f"signing with new key {kid}; the previous keys still verify tokens they signed")
+    return 0
+
+
+def _warn_without_clients(settings: Settings, engine: Engine) -> None:
+    """On a server with authorization on and no client yet, say once how to register one."""
+    from smart_auth.clients import count_clients
+
+    if count_clients(engine) == 0:
+        logging.warning(
+            "SMART authorization is on and no client is registered, so no request can be authorized. Create one:\n"
+            '  fhir-server clients add --name quickstart --type confidential-symmetric --scope "system/*.rs"\n'
+            "then get a token:\n"
+            "  curl -u CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials -d scope=system/*.rs "
+            "%s/auth/token\n"
+            "(README, section SMART on FHIR; or serve --no-auth for local experiments)",
+            settings.base_url.removesuffix("/fhir"),
+        )
 
 
 def _mllp(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,6 +283,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from fhir_server.storage.migrate import upgrade
 
     settings = settings.with_overrides(host=args.host, port=args.port, workers=args.workers)
+    if args.no_auth:
+        settings = settings.with_overrides(auth=False)
+        logging.warning("serving WITHOUT authorization (--no-auth): anyone who can reach the port can read and write")
     if "FHIR_BASE_URL" not in os.environ:
         public_host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
         if public_host != settings.host:
@@ -107,11 +293,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.with_overrides(base_url=f"http://{public_host}:{settings.port}/fhir")
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    if settings.auth:
+        _warn_without_clients(settings, engine)
     engine.dispose()
     os.environ.update(
         FHIR_DATABASE_URL=settings.database_url,
         FHIR_BASE_URL=settings.base_url,
         FHIR_AUTO_MIGRATE="false",
+        FHIR_AUTH="on" if settings.auth else "off",
     )
     uvicorn.run(
         "fhir_server.app:app_from_env",

@@ -8,6 +8,7 @@ retirement, longer than any token it signed lives.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from smart_auth.schema import auth_signing_key
 
 ALGORITHM = "RS256"
 RETIRED_KEPT = timedelta(days=2)
+RELOAD_AFTER = 60.0  # seconds: a rotation made by another process (``fhir-server keys rotate``) shows up by then
 
 
 class SigningKeys:
@@ -32,11 +34,12 @@ class SigningKeys:
         self._lock = threading.Lock()
         self._signing: RSAKey | None = None
         self._public: KeySet = KeySet([])
+        self._loaded_at = 0.0
 
     def ensure(self) -> RSAKey:
         """The current signing key, generated (once, whatever the number of workers) if there is none."""
         with self._lock:
-            if self._signing is None:
+            if self._signing is None or time.monotonic() - self._loaded_at > RELOAD_AFTER:
                 self._load()
             if self._signing is None:
                 with self.engine.begin() as conn:
@@ -78,6 +81,7 @@ class SigningKeys:
         current = [key for key, row in zip(keys, rows, strict=True) if row.retired_at is None]
         self._signing = current[-1] if current else None
         self._public = KeySet([RSAKey.import_key(key.as_dict(private=False)) for key in keys])
+        self._loaded_at = time.monotonic()
 
     @staticmethod
     def _active_rows(conn: Connection, include_recently_retired: bool = False) -> list[Row[Any]]:

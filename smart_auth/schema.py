@@ -25,6 +25,7 @@ auth_client = Table(
     Column("scope", Text, nullable=False),  # the scopes the client may be granted, space-separated
     Column("jwks_uri", Text, nullable=True),
     Column("jwks", Text, nullable=True),  # inline JWKS (JSON)
+    Column("ehr_launch", Boolean, nullable=False, default=False),  # may register EHR launches (POST /auth/launch)
     Column("created_at", DateTime, nullable=False),
 )
 
@@ -74,6 +75,8 @@ auth_code = Table(
     Column("code_challenge_method", String(10), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
+    # Set when the code is exchanged: a second exchange revokes this grant (RFC 6749 section 4.1.2).
+    Column("grant_id", String(64), nullable=True),
 )
 
 # One authorization of a client (by a user, or by itself): what its refresh tokens carry forward.
@@ -126,6 +129,7 @@ auth_session = Table(
     metadata,
     Column("session_hash", DIGEST, primary_key=True),
     Column("login", String(128), nullable=False),
+    Column("awaiting_totp", Boolean, nullable=False, default=False),  # password checked, TOTP code not yet
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
 )

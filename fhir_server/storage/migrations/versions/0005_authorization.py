@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("jwks_uri", sa.Text(), nullable=True),
         sa.Column("jwks", sa.Text(), nullable=True),
+        sa.Column("ehr_launch", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("client_id", name=op.f("pk_auth_client")),
     )
@@ -53,6 +54,7 @@ def upgrade() -> None:
         sa.Column("code_challenge_method", sa.String(length=10), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("grant_id", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("code_hash", name=op.f("pk_auth_code")),
     )
     op.create_table(
@@ -98,6 +100,7 @@ def upgrade() -> None:
         "auth_session",
         sa.Column("session_hash", sa.String(length=64), nullable=False),
         sa.Column("login", sa.String(length=128), nullable=False),
+        sa.Column("awaiting_totp", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("session_hash", name=op.f("pk_auth_session")),
