@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test lint install
+E2E_JS := tests/e2e/js
+
+.PHONY: serve test lint install e2e-js
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,5 +25,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy fhir_server resources mappers hl7_gateway smart_auth
 
-test: lint
+# The pinned npm packages of the browser tests (tests/e2e), when npm is there; without it those tests skip
+# (outside CI) with the reason.
+e2e-js:
+	@if command -v npm >/dev/null; then \
+	  stamp="$$(cat $(E2E_JS)/package.json $(E2E_JS)/package-lock.json $(E2E_JS)/.npmrc | cksum)"; \
+	  if [ "$$(cat $(E2E_JS)/node_modules/.installed 2>/dev/null)" != "$$stamp" ]; then \
+	    (cd $(E2E_JS) && npm ci --loglevel=error --no-progress >/dev/null) && echo "$$stamp" > $(E2E_JS)/node_modules/.installed; \
+	  fi; \
+	fi
+
+test: lint e2e-js
 	$(BIN)/python -m pytest

@@ -2,9 +2,10 @@
 
 Read once, lazily, from ``resources/generated/search_parameters.json``, which
 ``resources/generate_registry.py`` builds from the official ``search-parameters.json``
-(https://hl7.org/fhir/R4/searchparameter-registry.html). Each parameter's expression is already split
-to the branches that apply to its resource type, and most branches come with a compiled ``paths`` plan
-that ``fhir_server.search.extract`` walks without FHIRPath.
+(https://hl7.org/fhir/R4/searchparameter-registry.html) and the implementation guides' SearchParameters
+in ``resources/ig/`` (CARIN Blue Button's ExplanationOfBenefit ones). Each parameter's expression is
+already split to the branches that apply to its resource type, and most branches come with a compiled
+``paths`` plan that ``fhir_server.search.extract`` walks without FHIRPath.
 """
 
 from __future__ import annotations

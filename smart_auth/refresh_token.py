@@ -17,6 +17,23 @@ class SmartRefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
+    def _validate_request_client(self) -> Any:
+        self._name_public_client()
+        return super()._validate_request_client()
+
+    def _name_public_client(self) -> None:
+        """A public app may refresh with only ``grant_type`` and ``refresh_token`` (SMART App Launch 2.x:
+        for public apps "authentication is not possible (and thus not required)"; the JS ``fhirclient``
+        does so by default): then the refresh token names its client, if that client is public.
+        Confidential clients still authenticate."""
+        data = self.request.payload.data
+        if data.get("client_id") or data.get("client_assertion") or self.request.headers.get("Authorization"):
+            return
+        token = find_refresh_token(self.server.engine, data.get("refresh_token") or "")
+        client = self.server.query_client(token.grant.client_id) if token is not None else None
+        if client is not None and client.public:
+            data["client_id"] = client.client_id
+
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         token = find_refresh_token(self.server.engine, refresh_token)
         if token is None or token.is_expired() or token.grant.revoked:

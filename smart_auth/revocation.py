@@ -12,8 +12,10 @@ Every FHIR request asks ``is_revoked``, so the answer must cost microseconds, no
   revoking transaction, so it arrives only once the revocation is committed);
 - SQLite: one indexed read on a connection kept per thread (about 7 us).
 
-The revoking process updates its own mirror before answering. While a mirror's subscription is down
-(reconnecting), checks go to the store itself, so nothing revoked is ever let through.
+The revoking process updates its own mirror, then waits (at most ``ACK_TIMEOUT``) until every
+listening process has acknowledged the revocation, so when ``revoke`` returns no worker anywhere still
+accepts the token. While a mirror's subscription is down (reconnecting), checks go to the store itself,
+so nothing revoked is ever let through.
 """
 
 from __future__ import annotations
@@ -22,24 +24,29 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import psycopg
 import redis
-from sqlalchemy import Connection, Engine, delete, insert, select, text
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from fhir_server.storage.engine import is_sqlite
 from fhir_server.storage.model import utc_now
-from smart_auth.schema import auth_revocation
+from smart_auth.schema import auth_listener, auth_revocation, auth_revocation_ack
 
 log = logging.getLogger("smart_auth.revocation")
 
 REDIS_PREFIX = "fhir:revoked:"
+REDIS_ACK_PREFIX = "fhir:revocation-ack:"
 CHANNEL = "fhir_revoked"
 RETRY_SECONDS = 1.0
+ACK_TIMEOUT = 2.0  # seconds a revocation waits for the other processes' acknowledgements
+HEARTBEAT_SECONDS = 5.0
+LISTENER_STALE = timedelta(seconds=15)  # a PostgreSQL listener silent this long is gone
 
 
 class Revocations(Protocol):
@@ -57,10 +64,32 @@ def _timestamp(moment: datetime) -> float:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
+def _message(key: str, until: datetime) -> tuple[str, str]:
+    """A revocation announcement: (nonce, payload ``<until> <nonce> <key>``)."""
+    nonce = uuid.uuid4().hex
+    return nonce, f"{_timestamp(until)} {nonce} {key}"
+
+
+def _parse(payload: str) -> tuple[float, str, str]:
+    until, nonce, key = payload.split(" ", 2)
+    return float(until), nonce, key
+
+
+def _wait(acknowledged: Callable[[], int], expected: int) -> None:
+    """Until ``expected`` listeners have acknowledged, or ``ACK_TIMEOUT`` passed (a listener that died)."""
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while acknowledged() < expected:
+        if time.monotonic() > deadline:
+            log.warning("a revocation was not acknowledged by every listener within %.1f s", ACK_TIMEOUT)
+            return
+        time.sleep(0.001)
+
+
 class Mirror:
     """This process's copy of the revoked keys, fed by a listener thread that reconnects on failure."""
 
     def __init__(self, name: str, listen: Callable[[Mirror], None]) -> None:
+        self.id = uuid.uuid4().hex
         self._keys: dict[str, float] = {}
         self._lock = threading.Lock()
         self.healthy = False
@@ -112,7 +141,10 @@ class RedisRevocations:
             return
         self.client.set(REDIS_PREFIX + key, b"1", ex=seconds)
         self.mirror.add(key, _timestamp(until))
-        self.client.publish(CHANNEL, f"{_timestamp(until)} {key}")
+        nonce, payload = _message(key, until)
+        receivers = int(self.client.publish(CHANNEL, payload))
+        _wait(lambda: int(self.client.scard(REDIS_ACK_PREFIX + nonce)), receivers)
+        self.client.delete(REDIS_ACK_PREFIX + nonce)
 
     def is_revoked(self, *keys: str) -> bool:
         if self.mirror.healthy:
@@ -136,8 +168,10 @@ class RedisRevocations:
             while not mirror.stopped.is_set():
                 message = pubsub.get_message(timeout=0.5)
                 if message is not None:
-                    until, _, key = message["data"].decode().partition(" ")
-                    mirror.add(key, float(until))
+                    until, nonce, key = _parse(message["data"].decode())
+                    mirror.add(key, until)
+                    self.client.sadd(REDIS_ACK_PREFIX + nonce, mirror.id)
+                    self.client.expire(REDIS_ACK_PREFIX + nonce, 60)
         finally:
             pubsub.close()
 
@@ -156,10 +190,16 @@ class DatabaseRevocations:
                     conn.execute(insert(auth_revocation), {"key": key, "expires_at": until})
             except IntegrityError:
                 pass  # already revoked
-            self._announce(conn, key, until)
+            nonce = self._announce(conn, key, until)
+        if nonce is not None:
+            self._await_acknowledgements(nonce)
 
-    def _announce(self, conn: Connection, key: str, until: datetime) -> None:
-        """Tell the other processes (PostgreSQL); nothing to do on SQLite."""
+    def _announce(self, conn: Connection, key: str, until: datetime) -> str | None:
+        """Tell the other processes (PostgreSQL: the nonce to wait for); nothing to do on SQLite."""
+        return None
+
+    def _await_acknowledgements(self, nonce: str) -> None:
+        return None
 
     def is_revoked(self, *keys: str) -> bool:
         table = auth_revocation
@@ -198,12 +238,22 @@ class PostgresRevocations(DatabaseRevocations):
         self.mirror = Mirror("postgres", self._listen)
 
     def revoke(self, key: str, until: datetime) -> None:
-        super().revoke(key, until)
         self.mirror.add(key, _timestamp(until))
+        super().revoke(key, until)
 
-    def _announce(self, conn: Connection, key: str, until: datetime) -> None:
-        payload = f"{_timestamp(until)} {key}"
+    def _announce(self, conn: Connection, key: str, until: datetime) -> str | None:
+        nonce, payload = _message(key, until)
         conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+        return nonce
+
+    def _await_acknowledgements(self, nonce: str) -> None:
+        with self.engine.connect() as conn:
+            alive = select(func.count()).where(auth_listener.c.heartbeat_at > utc_now() - LISTENER_STALE)
+            expected = int(conn.execute(alive).scalar_one())
+            acks = select(func.count()).where(auth_revocation_ack.c.nonce == nonce)
+            _wait(lambda: int(conn.execute(acks).scalar_one()), expected)
+            conn.execute(delete(auth_revocation_ack).where(auth_revocation_ack.c.nonce == nonce))
+            conn.commit()
 
     def is_revoked(self, *keys: str) -> bool:
         if self.mirror.healthy:
@@ -220,11 +270,26 @@ class PostgresRevocations(DatabaseRevocations):
                 "SELECT key, expires_at FROM auth_revocation WHERE expires_at > now() AT TIME ZONE 'UTC'"
             )
             mirror.load((key, _timestamp(expires)) for key, expires in rows.fetchall())
+            beat = "INSERT INTO auth_listener (listener_id, heartbeat_at) VALUES (%s, now() AT TIME ZONE 'UTC') "
+            beat += "ON CONFLICT (listener_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+            conn.execute(beat, (mirror.id,))
             mirror.healthy = True
-            while not mirror.stopped.is_set():
-                for notice in conn.notifies(timeout=0.5):
-                    until, _, key = notice.payload.partition(" ")
-                    mirror.add(key, float(until))
+            last_beat = time.monotonic()
+            try:
+                while not mirror.stopped.is_set():
+                    for notice in conn.notifies(timeout=0.5):
+                        until, nonce, key = _parse(notice.payload)
+                        mirror.add(key, until)
+                        conn.execute(
+                            "INSERT INTO auth_revocation_ack (nonce, listener_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                            (nonce, mirror.id),
+                        )
+                    if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                        conn.execute(beat, (mirror.id,))
+                        last_beat = time.monotonic()
+            finally:
+                if not conn.closed:
+                    conn.execute("DELETE FROM auth_listener WHERE listener_id = %s", (mirror.id,))
 
 
 def revocations(engine: Engine, redis_url: str | None) -> Revocations:

@@ -113,6 +113,22 @@ auth_revocation = Table(
     Column("expires_at", DateTime, nullable=False),
 )
 
+# PostgreSQL processes listening for revocations (heartbeat every few seconds), and which of them has
+# acknowledged which announcement: a revocation returns once every live listener has it.
+auth_listener = Table(
+    "auth_listener",
+    metadata,
+    Column("listener_id", String(64), primary_key=True),
+    Column("heartbeat_at", DateTime, nullable=False),
+)
+
+auth_revocation_ack = Table(
+    "auth_revocation_ack",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("listener_id", String(64), primary_key=True),
+)
+
 # Client assertion ``jti`` values already used (replay protection for private_key_jwt).
 auth_assertion = Table(
     "auth_assertion",

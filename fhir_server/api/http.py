@@ -41,8 +41,32 @@ MEDIA = {"json": "application/fhir+json; charset=utf-8", "xml": "application/fhi
 NO_BODY = {204, 304}
 
 
+# CORS (https://fetch.spec.whatwg.org/#http-cors-protocol): browser SMART apps call the API from their own
+# origin with a bearer token, never cookies, so any origin may call; the token decides what it gets.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Content-Location, ETag, Last-Modified, WWW-Authenticate, X-Progress, Retry-After",
+}
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE",
+    "Access-Control-Allow-Headers": (
+        "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-None-Exist, If-Modified-Since"
+    ),
+    "Access-Control-Max-Age": "600",
+}
+
+
 async def handle(request: Request, ctx: Context, path: str) -> Response:
-    """Serve one FHIR interaction."""
+    """Serve one FHIR interaction, with CORS headers on every answer."""
+    if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+        return Response(status_code=204, headers=PREFLIGHT_HEADERS)  # a preflight never carries the token
+    response = await _serve(request, ctx, path)
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+async def _serve(request: Request, ctx: Context, path: str) -> Response:
     fmt = "json"
     try:
         fmt = response_format(request)

@@ -521,3 +521,21 @@ def test_everything_reaches_only_the_token_patient(world: World, patient_a: http
     every = _search(patient_a, "Patient/$everything", {"_count": "1000"})
     _no_leak(world, every)
     assert world.a["condition"] in _all_ids(every)
+
+
+def test_cors_for_browser_apps(world: World) -> None:
+    with httpx.Client(base_url=world.server.base_url + "/") as browser:
+        preflight = browser.options(
+            "Patient",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 204  # no token on a preflight, and no 401 for it
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert "Authorization" in preflight.headers["access-control-allow-headers"]
+        refused = browser.get("Patient", headers={"Origin": "https://app.example"})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
+        assert "WWW-Authenticate" in refused.headers["access-control-expose-headers"]

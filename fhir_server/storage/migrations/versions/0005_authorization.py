@@ -97,6 +97,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_auth_revocation")),
     )
     op.create_table(
+        "auth_listener",
+        sa.Column("listener_id", sa.String(length=64), nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("listener_id", name=op.f("pk_auth_listener")),
+    )
+    op.create_table(
+        "auth_revocation_ack",
+        sa.Column("nonce", sa.String(length=64), nullable=False),
+        sa.Column("listener_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("nonce", "listener_id", name=op.f("pk_auth_revocation_ack")),
+    )
+    op.create_table(
         "auth_session",
         sa.Column("session_hash", sa.String(length=64), nullable=False),
         sa.Column("login", sa.String(length=128), nullable=False),
@@ -131,6 +143,8 @@ def downgrade() -> None:
     op.drop_table("auth_user")
     op.drop_table("auth_signing_key")
     op.drop_table("auth_session")
+    op.drop_table("auth_revocation_ack")
+    op.drop_table("auth_listener")
     op.drop_table("auth_revocation")
     with op.batch_alter_table("auth_refresh_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_auth_refresh_token_grant_id"))
