@@ -165,11 +165,7 @@ def _clients_remove(settings: Settings, args: argparse.Namespace) -> int:
     engine = _auth_engine(settings)
     removed = remove_client(engine, args.client_id)
     engine.dispose()
-    if not removed:
-        print(f"error: no client {args.client_id}", file=sys.stderr)
-        return 1
-    print(f"removed client {args.client_id}")
-    return 0
+    return _removed("client", args.client_id, removed)
 
 
 def _users_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -214,10 +210,15 @@ def _users_remove(settings: Settings, args: argparse.Namespace) -> int:
     engine = _auth_engine(settings)
     removed = remove_user(engine, args.login)
     engine.dispose()
+    return _removed("user", args.login, removed)
+
+
+def _removed(what: str, name: str, removed: bool) -> int:
+    """The exit status and message of ``clients remove`` / ``users remove``."""
     if not removed:
-        print(f"error: no user {args.login}", file=sys.stderr)
+        print(f"error: no {what} {name}", file=sys.stderr)
         return 1
-    print(f"removed user {args.login}")
+    print(f"removed {what} {name}")
     return 0
 
 

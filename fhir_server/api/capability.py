@@ -16,7 +16,7 @@ from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.operations import everything
 from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
-from smart_auth.service import AUTH_PATH
+from smart_auth.discovery import EndpointUrls
 
 INTERACTIONS = [
     "read",
@@ -46,19 +46,19 @@ SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-servi
 
 def metadata(ctx: Context, req: FhirRequest) -> FhirResponse:
     """The CapabilityStatement (cached bytes; it only depends on the base URL and whether auth is on)."""
-    auth_root = ctx.auth.public_root if ctx.auth is not None else None
-    return FhirResponse(200, content=_statement_bytes(ctx.base_url, auth_root), subsettable=True)
+    urls = ctx.auth.urls if ctx.auth is not None else None
+    return FhirResponse(200, content=_statement_bytes(ctx.base_url, urls), subsettable=True)
 
 
 @cache
-def _statement_bytes(base_url: str, auth_root: str | None) -> bytes:
-    return orjson.dumps(capability_statement(base_url, auth_root))
+def _statement_bytes(base_url: str, urls: EndpointUrls | None) -> bytes:
+    return orjson.dumps(capability_statement(base_url, urls))
 
 
-def security(base_url: str, root: str) -> dict[str, Any]:
+def security(base_url: str, urls: EndpointUrls) -> dict[str, Any]:
     """``rest.security``: SMART on FHIR, with the ``oauth-uris`` extension clients such as the Python
     ``fhirclient`` still read (https://hl7.org/fhir/smart-app-launch/conformance.html)."""
-    uris = {name: f"{root}{AUTH_PATH}/{name}" for name in ("authorize", "token", "introspect", "revoke")}
+    uris = {"authorize": urls.authorize, "token": urls.token, "introspect": urls.introspect, "revoke": urls.revoke}
     return {
         "cors": True,
         "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART"}],
@@ -72,8 +72,8 @@ def security(base_url: str, root: str) -> dict[str, Any]:
     }
 
 
-def capability_statement(base_url: str, auth_root: str | None = None) -> dict[str, Any]:
-    """The statement; with ``auth_root`` (where ``/auth`` lives) it declares SMART security."""
+def capability_statement(base_url: str, urls: EndpointUrls | None = None) -> dict[str, Any]:
+    """The statement; with the authorization server's ``urls`` it declares SMART security."""
     rest: dict[str, Any] = {
         "mode": "server",
         "resource": [_resource(t) for t in resource_types()],
@@ -81,8 +81,8 @@ def capability_statement(base_url: str, auth_root: str | None = None) -> dict[st
         "searchParam": _search_params("Resource"),
         "operation": OPERATIONS,
     }
-    if auth_root is not None:
-        rest = {"mode": "server", "security": security(base_url, auth_root), **rest}
+    if urls is not None:
+        rest = {"mode": "server", "security": security(base_url, urls), **rest}
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
