@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from fhir_server.api.http import handle
 from fhir_server.api.request import Context
+from fhir_server.bulk.worker import ExportWorkers
 from fhir_server.config import Settings
 from fhir_server.storage.engine import is_sqlite, make_engine
 from fhir_server.storage.migrate import upgrade
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FhirApp:
         upgrade(engine)
     repository = Repository(engine, settings.partition, settings.base_url, settings.search_timeout_ms)
     auth = SmartAuth(engine, settings) if settings.auth else None
+    workers = ExportWorkers(engine, settings)
     ctx = Context(repository, settings, inline_lookups=is_sqlite(engine), auth=auth)
 
     @asynccontextmanager
@@ -69,7 +71,9 @@ def create_app(settings: Settings | None = None) -> FhirApp:
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
         if auth is not None:
             auth.start()
+        workers.start()
         yield
+        workers.stop()
         if auth is not None:
             auth.revocations.close()
         engine.dispose()

@@ -38,6 +38,11 @@ class Settings:
     search_timeout_ms: int = 30000
     auto_migrate: bool = True
     auth: bool = True  # SMART authorization enforced; FHIR_AUTH=off for local experiments only
+    export_dir: str = "./exports"  # Bulk Data $export output files
+    export_expiry_seconds: int = 86400  # how long finished exports stay downloadable
+    export_workers: int = 1  # background threads per process running $export jobs (0: none here)
+    export_stale_seconds: int = 60  # a running job silent this long was interrupted: another worker takes it
+    export_file_resources: int = 100_000  # resources per NDJSON file before a new one starts
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,6 +64,11 @@ class Settings:
             search_timeout_ms=_env_int("FHIR_SEARCH_TIMEOUT_MS", cls.search_timeout_ms),
             auto_migrate=_env_bool("FHIR_AUTO_MIGRATE", cls.auto_migrate),
             auth=_env_bool("FHIR_AUTH", cls.auth),
+            export_dir=os.environ.get("FHIR_EXPORT_DIR", cls.export_dir),
+            export_expiry_seconds=_env_int("FHIR_EXPORT_EXPIRY_SECONDS", cls.export_expiry_seconds),
+            export_workers=_env_int("FHIR_EXPORT_WORKERS", cls.export_workers),
+            export_stale_seconds=_env_int("FHIR_EXPORT_STALE_SECONDS", cls.export_stale_seconds),
+            export_file_resources=_env_int("FHIR_EXPORT_FILE_RESOURCES", cls.export_file_resources),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

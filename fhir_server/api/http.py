@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from fhir_server.api.access import bearer_policy
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
@@ -167,6 +167,10 @@ def accepted_types(accept: str) -> list[str]:
 def render(resp: FhirResponse, req: FhirRequest, fmt: str) -> Response:
     """Serialise a FhirResponse; stored bytes go out untouched when nothing asks to reshape them."""
     headers = dict(resp.headers)
+    if resp.file is not None:
+        return FileResponse(resp.file, resp.status, headers, media_type=resp.media_type)
+    if resp.media_type is not None and resp.content is not None:
+        return Response(resp.content, resp.status, headers, media_type=resp.media_type)
     if resp.status in NO_BODY or (resp.resource is None and resp.content is None):
         return Response(status_code=resp.status, headers=headers)
     pretty = req.param("_pretty") == "true"

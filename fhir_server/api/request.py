@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fhir_server.config import Settings
@@ -71,6 +72,8 @@ class FhirResponse:
     headers: dict[str, str] = field(default_factory=dict)
     subsettable: bool = True  # _summary/_elements may apply to the resource (reads and searches)
     version: Stored | None = None  # the version written or read, for Bundle entry responses
+    media_type: str | None = None  # for ``content`` or ``file`` that is not a FHIR resource (a manifest, NDJSON)
+    file: Path | None = None  # a file streamed as the body (an export's NDJSON)
 
 
 @dataclass

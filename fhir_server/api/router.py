@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir_server.api import bundles, capability, interactions, listing, validate
+from fhir_server.api import bulk, bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.operations import everything
@@ -21,6 +21,7 @@ Handler = Callable[..., FhirResponse]
 TYPE = r"(?P<resource_type>[A-Z][A-Za-z]+)"
 COMPARTMENT = r"(?P<compartment>[A-Z][A-Za-z]+)/(?P<compartment_id>[^/]+)/(?P<resource_type>[A-Z][A-Za-z]+|\*)"
 ID = r"(?P<id>[^/_$][^/]*)"  # checked against the R4 id rule after matching, for a clear 400
+JOB = r"(?P<job_id>[0-9a-f]{32})"
 VALID_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 
 
@@ -60,6 +61,15 @@ ROUTES: list[Route] = [
     route("POST", r"ValueSet/\$validate-code", validate_code.value_set, "r"),
     route("GET", r"ConceptMap/\$translate", translate.translate, "r"),
     route("POST", r"ConceptMap/\$translate", translate.translate, "r"),
+    route("GET", r"\$export", bulk.kickoff_system, None),  # bulk: access checked by the handlers
+    route("POST", r"\$export", bulk.kickoff_system, None),
+    route("GET", r"Patient/\$export", bulk.kickoff_patient, None),
+    route("POST", r"Patient/\$export", bulk.kickoff_patient, None),
+    route("GET", rf"Group/{ID}/\$export", bulk.kickoff_group, None),
+    route("POST", rf"Group/{ID}/\$export", bulk.kickoff_group, None),
+    route("GET", rf"\$export-status/{JOB}", bulk.status, None),
+    route("DELETE", rf"\$export-status/{JOB}", bulk.cancel, None),
+    route("GET", rf"\$export-file/{JOB}/(?P<name>[A-Za-z0-9.\-]+)", bulk.file, None),
     route("GET", r"Patient/\$everything", everything.everything, "r"),
     route("POST", r"Patient/\$everything", everything.everything, "r"),
     route("GET", rf"Patient/{ID}/\$everything", everything.everything, "r"),

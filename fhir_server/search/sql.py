@@ -296,22 +296,26 @@ class Compiler:
         parts: list[ColumnElement[bool]] = []
         if whole:
             parts.append(true() if one_type else row.c.resource_type.in_(whole))
-        parts += [self._in_compartment(owner, in_types, row) for owner, in_types in compartments.items()]
+        parts += [self.in_compartment(c, (owner,), in_types, row) for (c, owner), in_types in compartments.items()]
         for resource_type, grants in narrowed:
             granted = or_(*(self._granted(grant, resource_type, row) for grant in grants))
             parts.append(granted if one_type else and_(row.c.resource_type == resource_type, granted))
         return or_(*parts) if parts else false()
 
     def _granted(self, grant: Grant, resource_type: str, row: FromClause) -> ColumnElement[bool]:
-        tests = [] if grant.compartment is None else [self._in_compartment(grant.compartment, [resource_type], row)]
+        tests = []
+        if grant.compartment is not None:
+            compartment, owner = grant.compartment
+            tests.append(self.in_compartment(compartment, (owner,), [resource_type], row))
         if grant.criterion is not None:  # a scope's own query: compiled without visibility (no recursion)
             tests.append(replace(self, visibility=None).condition(grant.criterion, (resource_type,), row))
         return and_(*tests) if tests else true()
 
-    def _in_compartment(self, owner: tuple[str, str], types: Sequence[str], row: FromClause) -> ColumnElement[bool]:
-        """Resources of ``types`` in the compartment of ``owner`` (``("Patient", "123")``): one subquery on
-        the reference index for all types, plus the owner itself."""
-        compartment, owner_id = owner
+    def in_compartment(
+        self, compartment: str, owners: Sequence[str] | None, types: Sequence[str], row: FromClause
+    ) -> ColumnElement[bool]:
+        """Resources of ``types`` in the ``compartment`` (``Patient``) of any of ``owners`` (None: of any
+        owner at all): one subquery on the reference index for all types, plus the owners themselves."""
         linked = [(t, compartment_params(compartment, t)) for t in types]
         by_type = [and_(idx_reference.c.resource_type == t, idx_reference.c.param.in_(ps)) for t, ps in linked if ps]
         members: list[ColumnElement[bool]] = []
@@ -319,13 +323,20 @@ class Compiler:
             refs = uncorrelated(idx_reference.c.resource_pk).where(
                 idx_reference.c.partition == self.partition,
                 idx_reference.c.target_type == compartment,
-                idx_reference.c.target_id == owner_id,
+                _among(idx_reference.c.target_id, owners),
                 or_(*by_type),
             )
             members.append(row.c.pk.in_(refs))
         if compartment in types:
-            members.append(and_(row.c.resource_type == compartment, row.c.id == owner_id))
+            members.append(and_(row.c.resource_type == compartment, _among(row.c.id, owners)))
         return or_(*members) if members else false()
+
+
+def _among(column: Any, values: Sequence[str] | None) -> ColumnElement[bool]:
+    """``column`` is one of ``values`` (None: any value)."""
+    if values is None:
+        return true()
+    return column == values[0] if len(values) == 1 else column.in_(values)
 
 
 # -- the statement ---------------------------------------------------------------------------------------

@@ -178,5 +178,6 @@ INDEX_TABLES: dict[str, Table] = {
     "uri": idx_uri,
 }
 
+from fhir_server.bulk import schema as _bulk_schema  # noqa: E402, F401  ($export jobs on `metadata`)
 from fhir_server.terminology import schema as _terminology_schema  # noqa: E402, F401  (RxNorm tables on `metadata`)
 from smart_auth import schema as _auth_schema  # noqa: E402, F401  (authorization tables on `metadata`)
