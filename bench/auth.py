@@ -20,16 +20,20 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import server
 from fhir_server.api.access import AccessPolicy
 from fhir_server.storage.engine import make_engine
 from fhir_server.storage.migrate import upgrade
+from smart_auth.clients import add_client
 from smart_auth.keys import SigningKeys
 from smart_auth.revocation import Revocations, revocations
 from smart_auth.tokens import TokenVerifier, issue_access_token
@@ -140,13 +144,65 @@ def read_latency(reads: int) -> None:
     )
 
 
+def token_endpoint(grants: int, clients: int = 4) -> None:
+    """Backend Services grants per second: each request carries a fresh RS384 assertion (signed beforehand,
+    so the figure is the server's)."""
+    print(f"token endpoint, client_credentials with private_key_jwt (RS384), {grants} grants, {clients} clients")
+    for backend in ("sqlite", "postgres"):
+        with server.database(backend) as url, server.running_server(url, env={"FHIR_AUTH": "on"}) as base:
+            measure_grants(backend, url, base.removesuffix("/fhir") + "/auth/token", grants, clients)
+
+
+def measure_grants(backend: str, url: str, token_url: str, grants: int, clients: int) -> None:
+    engine = make_engine(url)
+    key = RSAKey.generate_key(2048, parameters={"kid": "bench"}, private=True)
+    jwks = {"keys": [key.as_dict(private=False)]}
+    client, _ = add_client(engine, "bench backend", "confidential-asymmetric", scope="system/*.rs", jwks=jwks)
+    engine.dispose()
+    forms = [
+        {
+            "grant_type": "client_credentials",
+            "scope": "system/*.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion(key, client.client_id, token_url),
+        }
+        for _ in range(grants + 50)
+    ]
+    with httpx.Client() as http:  # warm-up
+        for form in forms[:50]:
+            http.post(token_url, data=form).raise_for_status()
+    latencies: list[float] = []
+
+    def grant_all(part: list[dict[str, str]]) -> None:
+        with httpx.Client() as http:
+            for form in part:
+                start = time.perf_counter()
+                http.post(token_url, data=form).raise_for_status()
+                latencies.append((time.perf_counter() - start) * 1000)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(grant_all, [forms[50 + n :: clients] for n in range(clients)]))
+    elapsed = time.perf_counter() - start
+    p50, p99 = percentiles(latencies)
+    print(f"  {backend:8}: {grants / elapsed:.0f} grants/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+def assertion(key: RSAKey, client_id: str, token_url: str) -> str:
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240, "jti": uuid.uuid4().hex}
+    return jwt.encode({"alg": "RS384", "kid": "bench", "typ": "JWT"}, claims, key, algorithms=["RS384"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--grants", type=int, default=2000)
     args = parser.parse_args()
     token_check(args.calls)
     read_latency(args.reads)
+    token_endpoint(args.grants)
 
 
 if __name__ == "__main__":

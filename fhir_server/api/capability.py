@@ -30,8 +30,10 @@ INTERACTIONS = [
     "search-type",
 ]
 SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"]
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata"
 OPERATIONS = [
     {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+    {"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/export"},
 ]
 SEARCH_EXTRAS = [
     {"name": "_filter", "type": "special", "documentation": "https://hl7.org/fhir/R4/search_filter.html"},
@@ -89,6 +91,7 @@ def capability_statement(base_url: str, urls: EndpointUrls | None = None) -> dic
         "date": "2026-11-21",
         "publisher": "fhir-server project",
         "kind": "instance",
+        "instantiates": [f"{BULK_DATA}/CapabilityStatement/bulk-data"],
         "software": {"name": "fhir-server", "version": __version__},
         "implementation": {"description": "FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
@@ -109,7 +112,11 @@ TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
         {"name": "validate-code", "definition": validate_code.VALUE_SET_DEFINITION},
     ],
     "ConceptMap": [{"name": "translate", "definition": translate.DEFINITION}],
-    "Patient": [{"name": "everything", "definition": everything.DEFINITION}],
+    "Patient": [
+        {"name": "everything", "definition": everything.DEFINITION},
+        {"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/patient-export"},
+    ],
+    "Group": [{"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/group-export"}],
 }
 
 

@@ -395,3 +395,14 @@ def test_export_under_a_token(fresh_database_url: str, tmp_path: Path) -> None:
             found = _download(portal, _manifest(portal, _kickoff(portal, "Patient/$export")))
             assert _ids(found, "Observation", tag) == {a[f"obs{n}"] for n in range(4)}
             assert _ids(found, "Patient", tag) == {a["patient"]}
+
+
+def test_capability_statement_lists_the_export_operations(http: httpx.Client) -> None:
+    statement = http.get("metadata").json()
+    assert "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in statement["instantiates"]
+    rest = statement["rest"][0]
+    assert {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"} in rest[
+        "operation"
+    ]
+    by_type = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in rest["resource"]}
+    assert "export" in by_type["Patient"] and "export" in by_type["Group"] and "everything" in by_type["Patient"]
