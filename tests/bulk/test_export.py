@@ -406,3 +406,21 @@ def test_capability_statement_lists_the_export_operations(http: httpx.Client) ->
     ]
     by_type = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in rest["resource"]}
     assert "export" in by_type["Patient"] and "export" in by_type["Group"] and "everything" in by_type["Patient"]
+
+
+def test_finished_exports_expire(fresh_database_url: str, tmp_path: Path) -> None:
+    with (
+        live_server(fresh_database_url, export_dir=str(tmp_path), export_expiry_seconds=1) as server,
+        httpx.Client(base_url=server.base_url + "/") as http,
+    ):
+        _create(http, {"resourceType": "Patient"})
+        status_url = _kickoff(http, "$export", {"_type": "Patient"})
+        manifest = _manifest(http, status_url)
+        job_id = status_url.rsplit("/", 1)[1]
+        assert (tmp_path / job_id).is_dir()
+        deadline = time.monotonic() + 30
+        while http.get(status_url).status_code != 404:  # the worker's sweep removes it once expired
+            assert time.monotonic() < deadline, "the export did not expire"
+            time.sleep(0.2)
+        assert http.get(manifest["output"][0]["url"]).status_code == 404
+        assert not (tmp_path / job_id).exists()
