@@ -140,7 +140,7 @@ def _type_statement(
     filters = [query for filter_type, query in request.type_filters if filter_type == resource_type]
     if filters:
         conditions.append(or_(*(_filter(compiler, resource_type, query) for query in filters)))
-    return select(resource.c.content).where(*conditions).order_by(row.pk)
+    return select(resource.c.content).where(*conditions)  # any order: no sort of a whole type
 
 
 def _filter(compiler: Compiler, resource_type: str, query: str) -> ColumnElement[bool]:
