@@ -114,8 +114,10 @@ class LiveServer:
 
 
 def live_server(database_url: str, **settings: object) -> LiveServer:
-    """A server on a free port; authorization off unless the test asks (``auth=True``)."""
+    """A server on a free port; authorization off unless the test asks (``auth=True``), and no $export
+    workers unless it asks (``export_workers=N``): servers sharing a database would take each other's jobs."""
     settings.setdefault("auth", False)
+    settings.setdefault("export_workers", 0)
     port = free_port()
     return LiveServer(
         Settings(database_url=database_url, base_url=f"http://127.0.0.1:{port}/fhir", port=port, **settings)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ ASYNC = {"Prefer": "respond-async"}
 @pytest.fixture(scope="module")
 def exporter(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("exports")
-    with live_server(database_url, export_dir=str(folder), export_file_resources=3) as server:
+    with live_server(database_url, export_dir=str(folder), export_file_resources=3, export_workers=1) as server:
         yield server
 
 
@@ -287,7 +287,7 @@ def test_an_interrupted_job_is_resumed_by_another_server(fresh_database_url: str
         engine.dispose()
         assert dead is not None and dead.id == status_url.rsplit("/", 1)[1]
         assert http.get(status_url).headers["x-progress"] == "started"
-        with live_server(database_url, **settings) as rescuer, httpx.Client() as other:
+        with live_server(database_url, export_workers=1, **settings) as rescuer, httpx.Client() as other:
             manifest = _manifest(other, f"{rescuer.base_url}/$export-status/{dead.id}")
             assert _ids(_download(other, manifest), "Observation") == {ids[f"obs{n}"] for n in range(4)}
 
@@ -346,7 +346,7 @@ def test_a_failing_job_answers_500(fresh_database_url: str, tmp_path: Path) -> N
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the export folder should be")
     with (
-        live_server(database_url, export_dir=str(blocker)) as server,
+        live_server(database_url, export_dir=str(blocker), export_workers=1) as server,
         httpx.Client(base_url=server.base_url + "/") as http,
     ):
         failed = _finished(http, _kickoff(http, "$export", {"_type": "Patient"}))
@@ -359,7 +359,7 @@ def test_a_failing_job_answers_500(fresh_database_url: str, tmp_path: Path) -> N
 
 def test_export_under_a_token(fresh_database_url: str, tmp_path: Path) -> None:
     database_url = fresh_database_url  # no other server's workers take these jobs
-    with live_server(database_url, auth=True, export_dir=str(tmp_path)) as server:
+    with live_server(database_url, auth=True, export_dir=str(tmp_path), export_workers=1) as server:
         auth = server.app.ctx.auth
         assert auth is not None
 
@@ -410,7 +410,7 @@ def test_capability_statement_lists_the_export_operations(http: httpx.Client) ->
 
 def test_finished_exports_expire(fresh_database_url: str, tmp_path: Path) -> None:
     with (
-        live_server(fresh_database_url, export_dir=str(tmp_path), export_expiry_seconds=1) as server,
+        live_server(fresh_database_url, export_dir=str(tmp_path), export_expiry_seconds=1, export_workers=1) as server,
         httpx.Client(base_url=server.base_url + "/") as http,
     ):
         _create(http, {"resourceType": "Patient"})
