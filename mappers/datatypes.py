@@ -8,6 +8,7 @@ or None when the v2 value is empty. A value its datatype does not allow raises
 
 from __future__ import annotations
 
+import base64
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -310,3 +311,89 @@ def nr_to_range(nr: Field, unit: JSON) -> JSON | None:
     bounds = {"low": nm_to_decimal(nr.component(1)), "high": nm_to_decimal(nr.component(2))}
     result = {key: quantity(value, unit) for key, value in bounds.items() if value is not None}
     return result or None
+
+
+def components_from(field: Field, n: int) -> Field:
+    """``field`` without its first ``n - 1`` components (XCN-2.. read as an XPN, EI-2..4 as an HD)."""
+    return Field(field.delimiters.component.join(field.components()[n - 1 :]), field.delimiters)
+
+
+def display_name(name: JSON | None) -> str:
+    """A HumanName as display text: prefix, given names, family."""
+    if not name:
+        return ""
+    return " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")]).strip()
+
+
+def xcn_to_reference(xcn: Field) -> JSON | None:
+    """XCN -> a logical Reference to a Practitioner: identifier (XCN-1, system from XCN-9 HD) and display.
+
+    The IG makes a Practitioner of each XCN; a logical reference keeps who it was without creating a
+    Practitioner per message (a provider registry can resolve the identifier later).
+    """
+    value, system = xcn.component(1), hd_to_system(xcn.part(9))
+    identifier = {"system": system, "value": value} if system else {"value": value}
+    reference: JSON = {
+        "type": "Practitioner",
+        "identifier": identifier if value else None,
+        "display": display_name(xpn_to_human_name(components_from(xcn, 2))),
+    }
+    reference = {key: item for key, item in reference.items() if item}
+    return reference if set(reference) - {"type"} else None
+
+
+def pl_to_display(pl: Field) -> str:
+    """PL (point of care^room^bed^facility^status^type^building^floor^description) as one display text."""
+    description = pl.component(9)
+    parts = [pl.component(n) for n in (4, 7, 8, 1, 2, 3)]
+    return description or " ".join(part for part in parts if part)
+
+
+def pl_to_location_reference(pl: Field) -> JSON | None:
+    """PL -> a display-only Reference to a Location (the IG's Location resource has no stable key in v2)."""
+    display = pl_to_display(pl)
+    return {"display": display} if display else None
+
+
+def dr_to_period(dr: Field, default_offset: str = "") -> JSON | None:
+    """DR (start^end TS) -> Period."""
+    period = {
+        "start": dtm_to_datetime(dr.component(1), default_offset),
+        "end": dtm_to_datetime(dr.component(2), default_offset),
+    }
+    period = {key: value for key, value in period.items() if value}
+    return period or None
+
+
+def cq_to_quantity(amount: str, unit: Field) -> JSON | None:
+    """CQ / an NM amount with its CWE units (RXE-3 with RXE-5, RXD-4 with RXD-5) -> Quantity."""
+    value = nm_to_decimal(amount)
+    return quantity(value, cwe_to_unit(unit)) if value is not None else None
+
+
+def ed_to_attachment(ed: Field) -> JSON | None:
+    """ED (source^type^subtype^encoding^data) -> Attachment: contentType from type/subtype, data as base64.
+
+    Base64 data is kept as sent; Hex is re-encoded; other encodings (A = ASCII) are text, base64-encoded.
+    """
+    data, encoding = ed.component(5), ed.component(4).upper()
+    if not data:
+        return None
+    if encoding == "HEX":
+        try:
+            data = base64.b64encode(bytes.fromhex(data)).decode("ascii")
+        except ValueError as error:
+            raise InvalidValue(f"ED data {data[:20]!r} is not hexadecimal") from error
+    elif encoding != "BASE64":
+        data = base64.b64encode(data.encode("utf-8")).decode("ascii")
+    return {"contentType": media_type(ed.component(2), ed.component(3)), "data": data}
+
+
+def media_type(kind: str, subtype: str) -> str:
+    """ED-2/ED-3 (HL7 tables 0191/0291) as a MIME type: ``AP``/``PDF`` -> ``application/pdf``."""
+    top = {"AP": "application", "IM": "image", "AU": "audio", "TEXT": "text", "TX": "text"}.get(kind.upper(), "")
+    if "/" in subtype:
+        return subtype.lower()
+    if top and subtype:
+        return f"{top}/{subtype.lower()}"
+    return "text/plain" if top == "text" else "application/octet-stream"

@@ -122,15 +122,25 @@ def encounter_class(patient_class: str) -> JSON:
     return {"system": ACT_CODE, "code": code, "display": display}
 
 
-def map_pv1(pv1: Segment, status: str, offset: str) -> JSON:
-    """PV1 -> Encounter: class (2), visit number (19), period (44, 45); ``status`` comes from the trigger."""
+def map_pv1(pv1: Segment, offset: str) -> JSON:
+    """PV1 -> Encounter: class (2), location (3, 6), participants (7-9, 17), serviceType (10), visit number
+    (19), hospitalization (14 admit source, 36 discharge disposition), period (44, 45). The status is
+    ``unknown`` here: the message map sets it from the trigger event."""
     period = {"start": datetime_at(pv1, 44, offset), "end": datetime_at(pv1, 45, offset)}
+    hospitalization = {
+        "admitSource": dt.table_concept(pv1.value(14), "0023"),
+        "dischargeDisposition": dt.table_concept(pv1.value(36), "0112"),
+    }
     return compact(
         {
             "resourceType": "Encounter",
             "identifier": every(pv1, 19, dt.cx_to_identifier),
-            "status": "finished" if period["end"] else status,
+            "status": "unknown",
             "class": encounter_class(pv1.value(2)),
+            "serviceType": dt.table_concept(pv1.value(10), "0069"),
+            "participant": encounter_participants(pv1),
+            "location": encounter_locations(pv1),
+            "hospitalization": compact(hospitalization),
             "period": compact(period),
         }
     )
@@ -240,3 +250,184 @@ def map_spm(spm: Segment, offset: str) -> JSON:
             "receivedTime": datetime_at(spm, 18, offset),
         }
     )
+
+
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+# PV1 fields that name a provider (XCN) -> Encounter.participant.type (v3 ParticipationType).
+PV1_PARTICIPANTS = ((7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"))
+# HL7 table 0127 (allergen type) -> AllergyIntolerance.category
+ALLERGY_CATEGORY = {
+    "DA": "medication",
+    "FA": "food",
+    "EA": "environment",
+    "AA": "environment",
+    "PA": "environment",
+    "LA": "environment",
+}
+# HL7 table 0128 (allergy severity) -> AllergyIntolerance.criticality
+ALLERGY_CRITICALITY = {
+    "SV": "high",
+    "SEVERE": "high",
+    "MO": "low",
+    "MODERATE": "low",
+    "MI": "low",
+    "MILD": "low",
+    "U": "unable-to-assess",
+}
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+# HL7 table 0052 (diagnosis type) -> Condition.verificationStatus
+DIAGNOSIS_VERIFICATION = {"A": "provisional", "W": "provisional", "F": "confirmed"}
+# HL7 table 0038 (order status, ORC-5), then table 0119 (order control, ORC-1) -> request status
+ORDER_STATUS = {
+    "A": "active",
+    "CA": "revoked",
+    "CM": "completed",
+    "DC": "revoked",
+    "ER": "entered-in-error",
+    "HD": "on-hold",
+    "IP": "active",
+    "RP": "revoked",
+    "SC": "active",
+}
+ORDER_CONTROL_STATUS = {
+    "NW": "active",
+    "XO": "active",
+    "SC": "active",
+    "RE": "active",
+    "CA": "revoked",
+    "OC": "revoked",
+    "DC": "revoked",
+    "OD": "revoked",
+    "CR": "revoked",
+    "HD": "on-hold",
+    "OH": "on-hold",
+    "RL": "active",
+}
+# HL7 table 0485 (priority, TQ1-9) -> request priority
+PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "T": "urgent", "P": "urgent"}
+
+
+def map_pd1(pd1: Segment) -> JSON:
+    """PD1 -> Patient elements: generalPractitioner (PD1-4, XCN) and managingOrganization (PD1-3, XON name)."""
+    organization = pd1.value(3)
+    return compact(
+        {
+            "generalPractitioner": every(pd1, 4, dt.xcn_to_reference),
+            "managingOrganization": {"type": "Organization", "display": organization} if organization else None,
+        }
+    )
+
+
+def map_nk1(nk1: Segment, offset: str) -> JSON | None:
+    """NK1 -> Patient.contact: name (2), relationship (3, and contact role 7), address (4), telecom (5, 6),
+    period (8, 9), gender (15). Mapped as a contact (the IG's NK1-to-Patient map) so an update replaces them."""
+    contact = compact(
+        {
+            "name": next(iter(every(nk1, 2, dt.xpn_to_human_name)), None),
+            "relationship": every(nk1, 3, dt.cwe_to_codeable_concept) + every(nk1, 7, dt.cwe_to_codeable_concept),
+            "address": next(iter(every(nk1, 4, dt.xad_to_address)), None),
+            "telecom": every(nk1, 5, lambda xtn: dt.xtn_to_contact_point(xtn, "home"))
+            + every(nk1, 6, lambda xtn: dt.xtn_to_contact_point(xtn, "work")),
+            "gender": GENDER.get(nk1.value(15).upper()),
+            "period": compact({"start": datetime_at(nk1, 8, offset), "end": datetime_at(nk1, 9, offset)}),
+        }
+    )
+    return contact if set(contact) - {"relationship"} else None
+
+
+def encounter_locations(pv1: Segment) -> list[JSON]:
+    """PV1-3 (assigned, active) and PV1-6 (prior, completed: the A02 transfer's origin) -> Encounter.location."""
+    places = ((3, "active"), (6, "completed"))
+    found = [(dt.pl_to_location_reference(pv1.field(n)), status) for n, status in places]
+    return [{"location": location, "status": status} for location, status in found if location]
+
+
+def encounter_participants(pv1: Segment) -> list[JSON]:
+    """PV1-7, 8, 9, 17 (XCN) -> Encounter.participant typed attender, referrer, consultant, admitter."""
+    participants = []
+    for n, code, display in PV1_PARTICIPANTS:
+        for individual in every(pv1, n, dt.xcn_to_reference):
+            kind = {"coding": [{"system": PARTICIPATION, "code": code, "display": display}]}
+            participants.append({"type": [kind], "individual": individual})
+    return participants
+
+
+def map_pv2(pv2: Segment) -> JSON:
+    """PV2 -> Encounter elements: reasonCode (PV2-3 admit reason)."""
+    return compact({"reasonCode": every(pv2, 3, dt.cwe_to_codeable_concept)})
+
+
+def map_al1(al1: Segment, offset: str) -> JSON:
+    """AL1 -> AllergyIntolerance: category (2, table 0127), code (3), criticality (4), reaction (5), onset (6)."""
+    manifestations = every(al1, 5, text_or_concept)
+    category = ALLERGY_CATEGORY.get(al1.value(2).upper())
+    return compact(
+        {
+            "resourceType": "AllergyIntolerance",
+            "clinicalStatus": {"coding": [{"system": ALLERGY_CLINICAL, "code": "active"}]},
+            "type": "allergy" if al1.value(2).upper().endswith("A") else None,
+            "category": [category] if category else [],
+            "criticality": ALLERGY_CRITICALITY.get(al1.value(4).upper()),
+            "code": dt.cwe_to_codeable_concept(al1.field(3)),
+            "reaction": [{"manifestation": manifestations}] if manifestations else [],
+            "onsetDateTime": datetime_at(al1, 6, offset),
+        }
+    )
+
+
+def text_or_concept(field: Field) -> JSON | None:
+    """A CodeableConcept from a CWE, or only text from a plain ST (as v2.3 AL1-5 sends)."""
+    if len(field.components()) == 1 and field.text.strip():
+        return {"text": field.text.strip()}
+    return dt.cwe_to_codeable_concept(field)
+
+
+def map_dg1(dg1: Segment, offset: str) -> JSON:
+    """DG1 -> Condition (encounter-diagnosis): code (3, or 4 as text), onset (5), verification from the
+    diagnosis type (6), asserter (16), recordedDate (19)."""
+    verification = DIAGNOSIS_VERIFICATION.get(dg1.value(6).upper())
+    description = dg1.field(4).text
+    return compact(
+        {
+            "resourceType": "Condition",
+            "verificationStatus": {"coding": [{"system": CONDITION_VERIFICATION, "code": verification}]}
+            if verification
+            else None,
+            "category": [{"coding": [{"system": CONDITION_CATEGORY, "code": "encounter-diagnosis"}]}],
+            "code": dt.cwe_to_codeable_concept(dg1.field(3)) or ({"text": description} if description else None),
+            "onsetDateTime": datetime_at(dg1, 5, offset),
+            "asserter": dt.xcn_to_reference(dg1.field(16)),
+            "recordedDate": datetime_at(dg1, 19, offset),
+        }
+    )
+
+
+def map_mrg(mrg: Segment) -> list[JSON]:
+    """MRG -> the prior patient's identifiers (MRG-1, CX)."""
+    return every(mrg, 1, dt.cx_to_identifier)
+
+
+def map_orc(orc: Segment, offset: str) -> JSON:
+    """ORC -> the elements every order resource shares: identifiers (2 placer, 3 filler), status (5, else the
+    order control 1), authoredOn (9), requester (12)."""
+    status = ORDER_STATUS.get(orc.value(5).upper()) or ORDER_CONTROL_STATUS.get(orc.value(1).upper(), "unknown")
+    return compact(
+        {
+            "identifier": order_identifiers(orc, 2, 3),
+            "status": status,
+            "intent": "order",
+            "authoredOn": datetime_at(orc, 9, offset),
+            "requester": dt.xcn_to_reference(orc.field(12)),
+        }
+    )
+
+
+def map_tq1(tq1: Segment, offset: str) -> JSON:
+    """TQ1 -> ``timing`` (repeat pattern 3 as code, bounds 7-8) and ``priority`` (9, table 0485)."""
+    bounds = compact({"start": datetime_at(tq1, 7, offset), "end": datetime_at(tq1, 8, offset)})
+    timing = compact(
+        {"code": dt.cwe_to_codeable_concept(tq1.field(3)), "repeat": {"boundsPeriod": bounds} if bounds else None}
+    )
+    return compact({"timing": timing, "priority": PRIORITY.get(tq1.value(9).upper())})
