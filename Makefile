@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-E2E_JS := tests/e2e/js
+NPM_DIRS := tests/e2e/js tests/hl7_gateway/js
 
-.PHONY: serve test lint install e2e-js
+.PHONY: serve test lint install npm-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,15 +25,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy fhir_server resources mappers hl7_gateway smart_auth
 
-# The pinned npm packages of the browser tests (tests/e2e), when npm is there; without it those tests skip
-# (outside CI) with the reason.
-e2e-js:
+# The pinned npm packages of the tests that drive real JS clients (the SMART app in Chromium, an MLLP
+# client), installed with `npm ci` when npm is there and the lock file changed; without npm those tests
+# skip (outside CI) with the reason.
+npm-deps:
 	@if command -v npm >/dev/null; then \
-	  stamp="$$(cat $(E2E_JS)/package.json $(E2E_JS)/package-lock.json $(E2E_JS)/.npmrc | cksum)"; \
-	  if [ "$$(cat $(E2E_JS)/node_modules/.installed 2>/dev/null)" != "$$stamp" ]; then \
-	    (cd $(E2E_JS) && npm ci --loglevel=error --no-progress >/dev/null) && echo "$$stamp" > $(E2E_JS)/node_modules/.installed; \
-	  fi; \
+	  for dir in $(NPM_DIRS); do \
+	    stamp="$$(cat $$dir/package.json $$dir/package-lock.json $$dir/.npmrc | cksum)"; \
+	    if [ "$$(cat $$dir/node_modules/.installed 2>/dev/null)" != "$$stamp" ]; then \
+	      (cd $$dir && npm ci --loglevel=error --no-progress >/dev/null) && echo "$$stamp" > $$dir/node_modules/.installed; \
+	    fi; \
+	  done; \
 	fi
 
-test: lint e2e-js
+test: lint npm-deps
 	$(BIN)/python -m pytest

@@ -23,6 +23,7 @@ from fhir_server.config import Settings
 from fhir_server.storage.engine import is_sqlite, make_engine
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
+from hl7_gateway.server import MllpService
 from smart_auth.service import WELL_KNOWN_PATH, SmartAuth
 
 BASE_PATH = "/fhir"
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FhirApp:
     auth = SmartAuth(engine, settings) if settings.auth else None
     workers = ExportWorkers(engine, settings)
     ctx = Context(repository, settings, inline_lookups=is_sqlite(engine), auth=auth)
+    # HL7 v2: every worker listens on FHIR_MLLP_PORT (SO_REUSEPORT); 0 starts no listener.
+    mllp = MllpService(ctx, settings) if settings.mllp_port else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +75,11 @@ def create_app(settings: Settings | None = None) -> FhirApp:
         if auth is not None:
             auth.start()
         workers.start()
+        if mllp is not None:
+            await mllp.start()
         yield
+        if mllp is not None:
+            await mllp.stop()
         workers.stop()
         if auth is not None:
             auth.revocations.close()

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (env FHIR_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (env FHIR_WORKERS, default 1)")
     serve.add_argument("--no-auth", action="store_true", help="serve without SMART authorization (FHIR_AUTH=off)")
+    serve.add_argument("--mllp-port", type=int, help="HL7 v2 MLLP port (env FHIR_MLLP_PORT, default 2575; 0: none)")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations (Alembic)")
@@ -48,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     reindex.add_argument("--batch", type=int, default=500, help="resources per transaction (default 500)")
     reindex.set_defaults(run=_reindex)
 
-    mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener on its own")
-    mllp.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
-    mllp.add_argument("--port", type=int, help="port (env FHIR_MLLP_PORT, default 2575)")
-    mllp.set_defaults(run=_mllp)
+    _add_mllp_commands(commands)
 
     rxnorm = commands.add_parser("rxnorm", help="RxNorm terminology").add_subparsers(dest="action", required=True)
     rxnorm_load = rxnorm.add_parser("load", help="load an RxNorm release (RRF files), replacing the loaded one")
@@ -69,6 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().with_overrides(database_url=args.database_url)
     return int(args.run(settings, args) or 0)
+
+
+def _add_mllp_commands(commands: Any) -> None:
+    """``mllp``: the HL7 v2 listener on its own, and the raw message store (list, reprocess)."""
+    mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener on its own; list or reprocess messages")
+    mllp.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
+    mllp.add_argument("--port", type=int, help="port (env FHIR_MLLP_PORT, default 2575)")
+    mllp.set_defaults(run=_mllp)
+    actions = mllp.add_subparsers(dest="action", required=False)
+    messages = actions.add_parser("messages", help="list stored messages (newest last)")
+    messages.add_argument("--status", choices=["received", "processed", "error", "rejected"])
+    messages.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    messages.set_defaults(run=_mllp_messages)
+    reprocess = actions.add_parser("reprocess", help="run stored messages again (after a mapping fix)")
+    which = reprocess.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the message's id (from `mllp messages`)")
+    which.add_argument("--status", choices=["received", "error", "rejected"], help="every message in this status")
+    reprocess.set_defaults(run=_mllp_reprocess)
 
 
 def _add_auth_commands(commands: Any) -> None:
@@ -261,10 +277,12 @@ def _mllp(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
+    listener_settings = ListenerSettings.from_settings(settings)
 
     async def run() -> None:
-        listener = await start_listener(ctx, ListenerSettings(host=settings.host, port=settings.mllp_port))
-        logging.info("MLLP listener on %s:%s", settings.host, settings.mllp_port)
+        listener = await start_listener(ctx, listener_settings)
+        tls = " (TLS)" if listener_settings.tls_cert else ""
+        logging.info("MLLP listener on %s:%s%s", settings.host, settings.mllp_port, tls)
         async with listener:
             await listener.serve_forever()
 
@@ -277,13 +295,58 @@ def _mllp(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(settings: Settings) -> tuple[Engine, Any]:
+    """An engine (migrated) and the HL7 gateway on it, for the store commands."""
+    from fhir_server.api.request import Context
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+    from fhir_server.storage.repository import Repository
+    from hl7_gateway.process import Gateway
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
+    return engine, Gateway(ctx, settings.mllp_charset)
+
+
+def _mllp_messages(settings: Settings, args: argparse.Namespace) -> int:
+    """One line per message: id, received, status, ACK code, sender, MSH-10, type, peer, error."""
+    engine, gateway = _gateway(settings)
+    for m in gateway.store.list(args.status, args.limit, newest=True):
+        h = m.header
+        sender = f"{h.sending_application}/{h.sending_facility}"
+        fields = [str(m.id), m.received_at.isoformat(timespec="seconds"), m.status, m.ack_code or "-", sender]
+        fields += [h.control_id or "-", h.message_type or "-", m.peer, (m.error or "").replace("\n", " ")]
+        print("\t".join(fields).rstrip())
+    engine.dispose()
+    return 0
+
+
+def _mllp_reprocess(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one stored message, or every message in a status, again; prints each new outcome."""
+    engine, gateway = _gateway(settings)
+    ids = [args.id] if args.id is not None else [m.id for m in gateway.store.list(args.status, limit=None)]
+    failed = 0
+    for message_id in ids:
+        outcome = gateway.reprocess(message_id)
+        if outcome is None:
+            print(f"error: no message {message_id}", file=sys.stderr)
+            failed += 1
+            continue
+        failed += outcome.code != "AA"
+        print(f"{message_id}\t{outcome.code}\t{outcome.error or ''}".rstrip())
+    engine.dispose()
+    print(f"reprocessed {len(ids)} messages; {len(ids) - failed} accepted")
+    return 1 if failed else 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_server.storage.engine import make_engine
     from fhir_server.storage.migrate import upgrade
 
-    settings = settings.with_overrides(host=args.host, port=args.port, workers=args.workers)
+    settings = settings.with_overrides(host=args.host, port=args.port, workers=args.workers, mllp_port=args.mllp_port)
     if args.no_auth:
         settings = settings.with_overrides(auth=False)
         logging.warning("serving WITHOUT authorization (--no-auth): anyone who can reach the port can read and write")
@@ -302,6 +365,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         FHIR_BASE_URL=settings.base_url,
         FHIR_AUTO_MIGRATE="false",
         FHIR_AUTH="on" if settings.auth else "off",
+        FHIR_MLLP_PORT=str(settings.mllp_port),
     )
     uvicorn.run(
         "fhir_server.app:app_from_env",

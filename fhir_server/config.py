@@ -30,7 +30,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    mllp_port: int = 2575
+    mllp_port: int = 2575  # HL7 v2 MLLP listener of `serve` and `mllp` (0: serve starts none)
+    mllp_tls_cert: str | None = None  # PEM certificate chain: MLLP over TLS when set (with mllp_tls_key)
+    mllp_tls_key: str | None = None
+    mllp_idle_timeout: float = 300.0  # seconds before an idle MLLP connection is closed
+    mllp_max_message_bytes: int = 16 * 1024 * 1024  # larger frames get an AR and are discarded
+    mllp_charset: str = "latin-1"  # for HL7 v2 messages without MSH-18 that are not valid UTF-8
     threads: int = 16
     max_body_bytes: int = 64 * 1024 * 1024
     default_page_size: int = 20
@@ -57,6 +62,11 @@ class Settings:
             port=port,
             workers=_env_int("FHIR_WORKERS", cls.workers),
             mllp_port=_env_int("FHIR_MLLP_PORT", cls.mllp_port),
+            mllp_tls_cert=os.environ.get("FHIR_MLLP_TLS_CERT") or None,
+            mllp_tls_key=os.environ.get("FHIR_MLLP_TLS_KEY") or None,
+            mllp_idle_timeout=float(os.environ.get("FHIR_MLLP_IDLE_TIMEOUT") or cls.mllp_idle_timeout),
+            mllp_max_message_bytes=_env_int("FHIR_MLLP_MAX_MESSAGE_BYTES", cls.mllp_max_message_bytes),
+            mllp_charset=os.environ.get("FHIR_MLLP_CHARSET", cls.mllp_charset),
             threads=_env_int("FHIR_THREADS", cls.threads),
             max_body_bytes=_env_int("FHIR_MAX_BODY_BYTES", cls.max_body_bytes),
             default_page_size=_env_int("FHIR_DEFAULT_PAGE_SIZE", cls.default_page_size),

@@ -1,17 +1,35 @@
-"""One inbound HL7 v2 message: decode, parse, map, apply through the FHIR transaction path, acknowledge.
+"""One inbound HL7 v2 message: store it raw, then decode, parse, map, apply through the FHIR transaction
+path, and acknowledge.
 
-The ACK is ``AA`` only after the transaction Bundle the mapper produced has been committed by the
-Repository (the same code a client's ``POST /fhir`` transaction runs); ``AE`` when mapping or FHIR
+Original mode (MSH-15 and MSH-16 empty): one ACK, ``AA`` only after the transaction Bundle the mapper
+produced has been committed by the Repository (the same code a client's ``POST /fhir`` transaction
+runs), together with the message's status, in one database transaction; ``AE`` when mapping or FHIR
 validation/storage refuses it; ``AR`` when it cannot be read or its type is not supported.
+
+Enhanced mode (MSH-15 or MSH-16 valued, HL7 v2.5 section 2.9.3): the accept acknowledgement ``CA`` as
+soon as the raw message is committed to the store (``CE`` if it could not be), as MSH-15 asks; then,
+after processing, the application acknowledgement (AA/AE/AR) as MSH-16 asks (AL always, ER only on
+error, SU only on success, NE never), sent back on the same connection. An empty MSH-15/16 in enhanced
+mode counts as AL; MSH-15 and MSH-16 both NE get the original-mode ACK (an MLLP sender waits for one).
+
+A resend of a stored sender + MSH-10 is a duplicate: it gets the stored ACK(s) again and changes
+nothing. If the original was stored but never finished (the listener died while processing it), the
+resend processes it; a run that finds the message finished by another run meanwhile rolls back.
+
+Exceptions: ``MessageStore`` raises ``AlreadyFinished`` internally; every other error ends in an ACK.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from fhir_server.api.request import Context, FhirRequest
 from fhir_server.api.router import dispatch
 from fhir_server.errors import FhirError
+from fhir_server.storage.repository import WriteUnit
 from hl7_gateway.ack import (
     APPLICATION_ERROR,
     DATA_TYPE_ERROR,
@@ -20,88 +38,231 @@ from hl7_gateway.ack import (
     Problem,
     acknowledgement,
 )
+from hl7_gateway.batch import Batch, batch_acknowledgement, is_batch, split_batch
+from hl7_gateway.store import ERROR, PROCESSED, RECEIVED, REJECTED, AlreadyFinished, Header, MessageStore, Outcome
+from hl7_gateway.store import StoredMessage as StoredMessage
 from mappers.errors import MappingError, UnsupportedMessage, V2Error
 from mappers.messages import map_message
-from mappers.v2 import Message, decode, first_line, parse
+from mappers.v2 import Message, decode, first_line, header_delimiters, parse
 
 log = logging.getLogger("hl7_gateway")
 
-BATCH_HEADERS = ("FHS", "BHS")
-BATCH_TRAILERS = ("BTS", "FTS")
+REPROCESSABLE = (RECEIVED, ERROR, REJECTED)
 
 
-def process_message(ctx: Context, raw: bytes) -> str:
-    """The ACK text for one message (already unframed); every message gets one, whatever happens."""
+@dataclass(frozen=True)
+class AckTypes:
+    """MSH-15 (accept) and MSH-16 (application) acknowledgement types, table 0155; both empty: original mode."""
+
+    accept: str = ""
+    application: str = ""
+
+    @property
+    def enhanced(self) -> bool:
+        """Both empty: original mode. Both NE asks for no answer at all, which would leave an MLLP sender
+        waiting (and break "every message gets an answer"): such messages get the original-mode ACK."""
+        return bool(self.accept or self.application) and (self.accept, self.application) != ("NE", "NE")
+
+    def accept_wanted(self, code: str) -> bool:
+        return _wanted(self.accept, code)
+
+    def application_wanted(self, code: str) -> bool:
+        return not self.enhanced or _wanted(self.application, code)
+
+
+def _wanted(ack_type: str, code: str) -> bool:
+    success = code in ("AA", "CA")
+    return {"NE": False, "ER": not success, "SU": success}.get(ack_type, True)
+
+
+@dataclass
+class Receipt:
+    """A message as stored: what to answer at once and whether it still has to be processed."""
+
+    message: StoredMessage
+    ack_types: AckTypes
+    replies: list[str] = field(default_factory=list)
+    pending: bool = False
+
+
+def read_header(raw: bytes) -> tuple[Header, AckTypes]:
+    """Sender, MSH-10, type, version and acknowledgement types from the raw MSH line (empty when unreadable)."""
+    head = first_line(raw)
     try:
-        return _process(ctx, raw)
-    except Exception:
-        log.exception("unexpected error processing an HL7 v2 message")
-        problem = Problem(APPLICATION_ERROR, "the message could not be processed; the error has been logged")
-        return acknowledgement(None, "AE", problem, raw_head=first_line(raw))
-
-
-def _process(ctx: Context, raw: bytes) -> str:
-    try:
-        text = decode(raw)
-    except V2Error as error:
-        return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=first_line(raw))
-    if text[:3] in BATCH_HEADERS:
-        return _batch(ctx, text)
-    return _single(ctx, text)
-
-
-def _single(ctx: Context, text: str) -> str:
-    try:
-        message = parse(text)
-    except V2Error as error:
-        head = text.split("\r", 1)[0]
-        return acknowledgement(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), raw_head=head)
-    return _mapped_and_applied(ctx, message)
-
-
-def _batch(ctx: Context, text: str) -> str:
-    """A batch (FHS/BHS ... BTS/FTS): every message processed on its own, one batch of ACKs returned.
-
-    HL7 v2 section 2.10.3: the response batch carries one acknowledgement per message, in order.
-    """
-    lines = [line for line in text.split("\r") if line.strip()]
-    messages: list[list[str]] = []
-    for line in lines:
-        if line.startswith("MSH"):
-            messages.append([line])
-        elif messages and line[:3] not in BATCH_TRAILERS + BATCH_HEADERS:
-            messages[-1].append(line)
-    acks = [_single(ctx, "\r".join(segments)) for segments in messages]
-    headers = [_reply_header(line) for line in lines if line[:3] in BATCH_HEADERS]
-    trailers = (
-        [f"BTS{lines[0][3]}{len(acks)}", f"FTS{lines[0][3]}1"]
-        if lines[0][:3] == "FHS"
-        else [f"BTS{lines[0][3]}{len(acks)}"]
+        delimiters = header_delimiters(head, 1) if head.startswith("MSH") else None
+    except V2Error:
+        delimiters = None
+    if delimiters is None:
+        return Header(), AckTypes()
+    fields = head.split(delimiters.field)
+    fields += [""] * (17 - len(fields))
+    header = Header(
+        sending_application=fields[2],
+        sending_facility=fields[3],
+        control_id=fields[9] or None,
+        message_type=fields[8],
+        version=fields[11].split(delimiters.component, 1)[0],
     )
-    return "\r".join(headers) + "\r" + "".join(acks) + "\r".join(trailers) + "\r"
+    return header, AckTypes(fields[14].strip().upper(), fields[15].strip().upper())
 
 
-def _reply_header(line: str) -> str:
-    """The FHS/BHS of the response batch: sender and receiver swapped, the rest kept."""
-    fields = line.split(line[3])
-    fields += [""] * (7 - len(fields))
-    fields[2], fields[3], fields[4], fields[5] = fields[4], fields[5], fields[2], fields[3]
-    return line[3].join(fields)
+@dataclass(frozen=True)
+class Prepared:
+    """A message that parsed and mapped: ready to apply."""
+
+    message: Message
+    bundle: dict[str, Any]
 
 
-def _mapped_and_applied(ctx: Context, message: Message) -> str:
-    try:
-        bundle = map_message(message)
-    except UnsupportedMessage as error:
-        return acknowledgement(message, "AR", _problem(error, UNSUPPORTED_MESSAGE_TYPE))
-    except MappingError as error:
-        return acknowledgement(message, "AE", _problem(error, DATA_TYPE_ERROR))
-    try:
-        dispatch(ctx, FhirRequest("POST", "", headers={"prefer": "return=minimal"}, body=bundle))
-    except FhirError as error:
-        log.info("message %s refused by FHIR validation or storage: %s", message.msh.raw(10), error.diagnostics)
-        return acknowledgement(message, "AE", Problem(APPLICATION_ERROR, error.diagnostics))
-    return acknowledgement(message, "AA")
+class Gateway:
+    """Stores, processes and reprocesses messages for one FHIR context (repository + settings)."""
+
+    def __init__(self, ctx: Context, fallback_charset: str = "latin-1") -> None:
+        self.ctx = ctx
+        self.store = MessageStore(ctx.repository)
+        self.fallback_charset = fallback_charset
+
+    # -- the listener's two steps ------------------------------------------------------------------
+    def receive(self, raw: bytes, peer: str) -> Receipt:
+        """Store ``raw`` (committed before this returns) and say what to answer now."""
+        header, ack_types = read_header(raw)
+        accept = acknowledgement(None, "CA", raw_head=first_line(raw)) if ack_types.enhanced else None
+        try:
+            stored, new = self.store.receive(raw, peer, header, accept)
+        except Exception:
+            log.exception("could not store an inbound HL7 v2 message")
+            return self._not_stored(raw, header, ack_types)
+        receipt = Receipt(stored, ack_types)
+        if accept is not None and stored.accept_ack and ack_types.accept_wanted("CA"):
+            receipt.replies.append(stored.accept_ack)
+        if new or stored.status == RECEIVED:
+            receipt.pending = True
+            if not new:
+                log.info("resend of unfinished message %s (id %s): processing it", header.control_id, stored.id)
+        else:
+            log.info("duplicate of message %s (id %s): answering its ACK again", header.control_id, stored.id)
+            if stored.ack is not None and ack_types.application_wanted(stored.ack_code or ""):
+                receipt.replies.append(stored.ack)
+        return receipt
+
+    def complete(self, receipt: Receipt) -> str | None:
+        """Process a received message; its application (or original-mode) ACK, or None if none is wanted."""
+        outcome = self.run(receipt.message, (RECEIVED,))
+        return outcome.ack if receipt.ack_types.application_wanted(outcome.code) else None
+
+    def handle(self, raw: bytes, peer: str) -> list[str]:
+        """Every answer to ``raw`` (a message or a batch), in order, without a network in between."""
+        if is_batch(raw):
+            return [self.batch(raw, peer)]
+        receipt = self.receive(raw, peer)
+        answer = self.complete(receipt) if receipt.pending else None
+        return receipt.replies + ([answer] if answer is not None else [])
+
+    def batch(self, raw: bytes, peer: str) -> str:
+        """A batch (FHS/BHS ... BTS/FTS): each message stored and processed on its own, one batch ACK back."""
+        batch: Batch = split_batch(raw)
+        acks = []
+        for message in batch.messages:
+            receipt = self.receive(message, peer)
+            if receipt.pending:
+                acks.append(self.run(receipt.message, (RECEIVED,)).ack)
+            else:  # a duplicate (its stored ACK) or a message the store refused (the AE said so)
+                acks.append(receipt.message.ack or receipt.replies[-1])
+        return batch_acknowledgement(batch, acks)
+
+    # -- processing ----------------------------------------------------------------------------------
+    def reprocess(self, message_id: int) -> Outcome | None:
+        """Run a stored message again (after a mapping fix); None if there is no such message."""
+        stored = self.store.get(message_id)
+        if stored is None:
+            return None
+        if stored.status not in REPROCESSABLE:
+            return Outcome(stored.ack_code or "", stored.ack or "", f"not reprocessed: it is {stored.status}")
+        return self.run(stored, (stored.status,))
+
+    def run(self, stored: StoredMessage, expected: Sequence[str]) -> Outcome:
+        """Decode, parse, map and apply ``stored``; its outcome recorded with it (unless another run won)."""
+        prepared = self.prepare(stored.raw)
+        if isinstance(prepared, Outcome):
+            return prepared if self.store.record(stored.id, prepared, expected) else self._finished(stored.id)
+        try:
+            return self.ctx.repository.write(self._applying(stored.id, prepared, expected))
+        except AlreadyFinished:
+            return self._finished(stored.id)
+        except FhirError as error:
+            log.info(
+                "message %s refused by FHIR validation or storage: %s", stored.header.control_id, error.diagnostics
+            )
+            outcome = self._outcome(prepared.message, "AE", Problem(APPLICATION_ERROR, error.diagnostics))
+        except Exception as error:
+            log.exception("unexpected error processing HL7 v2 message %s", stored.id)
+            problem = Problem(APPLICATION_ERROR, "the message could not be processed; the error has been logged")
+            outcome = replace(self._outcome(prepared.message, "AE", problem), error=f"{type(error).__name__}: {error}")
+        try:
+            return outcome if self.store.record(stored.id, outcome, expected) else self._finished(stored.id)
+        except Exception:
+            log.exception("could not record the outcome of HL7 v2 message %s", stored.id)
+            return outcome
+
+    def prepare(self, raw: bytes) -> Prepared | Outcome:
+        """Decode, parse and map; the outcome (AR/AE with ERR) when any of these refuses the message."""
+        try:
+            text = decode(raw, self.fallback_charset)
+        except V2Error as error:
+            return _refused(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), first_line(raw))
+        try:
+            message = parse(text)
+        except V2Error as error:
+            return _refused(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), text.split("\r", 1)[0])
+        try:
+            return Prepared(message, map_message(message))
+        except UnsupportedMessage as error:
+            return self._outcome(message, "AR", _problem(error, UNSUPPORTED_MESSAGE_TYPE))
+        except MappingError as error:
+            return self._outcome(message, "AE", _problem(error, DATA_TYPE_ERROR))
+        except Exception as error:
+            log.exception("mapper failed on message %s", message.msh.raw(10))
+            problem = Problem(APPLICATION_ERROR, f"the message could not be mapped: {type(error).__name__}")
+            return replace(self._outcome(message, "AE", problem), error=f"{type(error).__name__}: {error}")
+
+    def _applying(self, message_id: int, prepared: Prepared, expected: Sequence[str]) -> Any:
+        """The write-unit work: the bundle applied and the message finished, in one transaction."""
+        attempts = 0
+
+        def work(unit: WriteUnit) -> Outcome:
+            nonlocal attempts
+            attempts += 1
+            bundle = prepared.bundle if attempts == 1 else map_message(prepared.message)  # retries start fresh
+            request = FhirRequest("POST", "", headers={"prefer": "return=minimal"}, body=bundle)
+            dispatch(replace(self.ctx, unit=unit), request)
+            outcome = Outcome("AA", acknowledgement(prepared.message, "AA"))
+            self.store.finish(unit, message_id, outcome, expected)
+            return outcome
+
+        return work
+
+    def _outcome(self, message: Message, code: str, problem: Problem) -> Outcome:
+        return Outcome(code, acknowledgement(message, code, problem), problem.text)
+
+    def _finished(self, message_id: int) -> Outcome:
+        """The outcome another run recorded for ``message_id``."""
+        stored = self.store.get(message_id)
+        assert stored is not None and stored.ack is not None
+        return Outcome(stored.ack_code or "", stored.ack, stored.error)
+
+    def _not_stored(self, raw: bytes, header: Header, ack_types: AckTypes) -> Receipt:
+        """The answer when the store is unreachable: CE (enhanced) or AE (original); nothing processed."""
+        problem = Problem(APPLICATION_ERROR, "the message could not be stored; send it again later")
+        code = "CE" if ack_types.enhanced else "AE"
+        stub = StoredMessage(0, None, "", header, raw, RECEIVED, None, None, None, None, 0)  # type: ignore[arg-type]
+        receipt = Receipt(stub, ack_types)
+        if not ack_types.enhanced or ack_types.accept_wanted(code):
+            receipt.replies.append(acknowledgement(None, code, problem, raw_head=first_line(raw)))
+        return receipt
+
+
+def _refused(message: Message | None, code: str, problem: Problem, head: str) -> Outcome:
+    return Outcome(code, acknowledgement(message, code, problem, raw_head=head), problem.text)
 
 
 def _problem(error: V2Error, code: tuple[str, str]) -> Problem:
@@ -109,6 +270,9 @@ def _problem(error: V2Error, code: tuple[str, str]) -> Problem:
 
 
 def too_large(head: bytes, limit: int) -> str:
-    """The AR for a frame over the size limit (answered from its first line)."""
+    """The AR for a frame over the size limit (answered from its first line; the frame is not stored)."""
     problem = Problem(APPLICATION_ERROR, f"message larger than the {limit} bytes this listener accepts")
     return acknowledgement(None, "AR", problem, raw_head=first_line(head))
+
+
+__all__ = ["PROCESSED", "AckTypes", "Gateway", "Receipt", "read_header", "too_large"]

@@ -117,6 +117,7 @@ def live_server(database_url: str, **settings: object) -> LiveServer:
     """A server on a free port; authorization off unless the test asks (``auth=True``), and no $export
     workers unless it asks (``export_workers=N``): servers sharing a database would take each other's jobs."""
     settings.setdefault("auth", False)
+    settings.setdefault("mllp_port", 0)
     settings.setdefault("export_workers", 0)
     port = free_port()
     return LiveServer(

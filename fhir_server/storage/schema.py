@@ -180,4 +180,5 @@ INDEX_TABLES: dict[str, Table] = {
 
 from fhir_server.bulk import schema as _bulk_schema  # noqa: E402, F401  ($export jobs on `metadata`)
 from fhir_server.terminology import schema as _terminology_schema  # noqa: E402, F401  (RxNorm tables on `metadata`)
+from hl7_gateway import schema as _hl7_schema  # noqa: E402, F401  (raw HL7 v2 message store on `metadata`)
 from smart_auth import schema as _auth_schema  # noqa: E402, F401  (authorization tables on `metadata`)

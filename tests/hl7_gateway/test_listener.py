@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -13,9 +11,10 @@ import pytest
 from fhir_server.api.request import Context
 from fhir_server.storage.engine import make_engine
 from fhir_server.storage.repository import Repository
-from hl7_gateway.mllp import Deframer, frame
-from hl7_gateway.server import ListenerSettings, start_listener
+from hl7_gateway.process import read_header
+from hl7_gateway.server import ListenerSettings
 from tests.conftest import LiveServer
+from tests.hl7_gateway.conftest import msa, running_listener, send
 from tests.shared_data import shared
 
 
@@ -24,51 +23,9 @@ def mllp_port(server: LiveServer) -> Iterator[int]:
     """A listener writing into the live server's database (so the FHIR API shows what it stored)."""
     engine = make_engine(server.settings.database_url)
     ctx = Context(Repository(engine, server.settings.partition, server.settings.base_url), server.settings)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, object] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        listener = loop.run_until_complete(start_listener(ctx, ListenerSettings(port=0, max_message_bytes=200_000)))
-        holder["port"] = listener.sockets[0].getsockname()[1]
-        started.set()
-        loop.run_forever()
-        listener.close()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    yield int(holder["port"])  # type: ignore[call-overload]
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with running_listener(ctx, ListenerSettings(port=0, max_message_bytes=200_000)) as port:
+        yield port
     engine.dispose()
-
-
-def send(port: int, *messages: bytes, chunk: int = 0) -> list[str]:
-    """Send ``messages`` on one connection; the ACK texts, in order."""
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        payload = b"\x00junk" + b"".join(frame(m) for m in messages)
-        if chunk:
-            for i in range(0, len(payload), chunk):
-                sock.sendall(payload[i : i + chunk])
-        else:
-            sock.sendall(payload)
-        deframer, acks = Deframer(), []
-        while len(acks) < len(messages):
-            data = sock.recv(65536)
-            assert data, "the listener closed the connection without answering"
-            acks += [a.decode() for a in deframer.feed(data) if isinstance(a, bytes)]
-        return acks
-
-
-def msa(ack: str) -> list[str]:
-    return next(s for s in ack.split("\r") if s.startswith("MSA")).split("|")
 
 
 def test_oru_is_acknowledged_after_commit_and_stored(mllp_port: int, client: httpx.Client) -> None:
@@ -82,18 +39,36 @@ def test_oru_is_acknowledged_after_commit_and_stored(mllp_port: int, client: htt
     assert leukocytes.json()["entry"][0]["resource"]["code"]["coding"][0]["display"] == "LEUKOCYTES"
 
 
+def replies_expected(raw: bytes) -> tuple[bool, bool]:
+    """Whether a message asks for an accept ACK (CA, enhanced mode) and for an application ACK (AA/AE/AR)."""
+    _, ack_types = read_header(raw)
+    if not ack_types.enhanced:
+        return False, True
+    return ack_types.accept_wanted("CA"), ack_types.application_wanted("AA")
+
+
 def test_every_sample_gets_an_answer(mllp_port: int) -> None:
+    """All shared samples on one connection: each gets its ACK(s), in order; non-AA answers carry an ERR."""
     folder = shared("hl7v2")
     files = sorted(folder.glob("*.hl7")) + sorted((folder / "bad_inputs").glob("*"))
-    acks = send(mllp_port, *(p.read_bytes() for p in files))
-    assert len(acks) == len(files)
-    codes = {p.name: msa(a)[1] for p, a in zip(files, acks, strict=True)}
-    assert set(codes.values()) <= {"AA", "AE", "AR"}
-    assert codes["35_ORU_R01_lab.hl7"] == "AA"
-    for name, code in codes.items():
-        if code != "AA":
-            ack = acks[[p.name for p in files].index(name)]
-            assert "\rERR|" in ack, f"{name}: {code} without ERR"
+    raws = [p.read_bytes() for p in files]
+    wanted = [replies_expected(raw) for raw in raws]
+    acks = send(mllp_port, *raws, replies=sum(accept + application for accept, application in wanted))
+    codes: dict[str, list[str]] = {}
+    for path, (accept, application) in zip(files, wanted, strict=True):
+        answers = [acks.pop(0) for _ in range(accept + application)]
+        codes[path.name] = [msa(a)[1] for a in answers]
+        assert answers, f"{path.name}: no answer"
+        if accept:
+            assert codes[path.name][0] == "CA", f"{path.name}: {answers[0]}"
+        final = answers[-1]
+        if msa(final)[1] not in ("AA", "CA"):
+            assert "\rERR|" in final, f"{path.name}: {msa(final)[1]} without ERR"
+    assert acks == []
+    assert {c for found in codes.values() for c in found} <= {"AA", "AE", "AR", "CA"}
+    assert codes["35_ORU_R01_lab.hl7"] == ["AA"]
+    assert codes["16_ADT_A01_23_cerner.hl7"][0] == "CA"  # MSH-15 AL, MSH-16 empty: accept, then application
+    assert codes["01_ORU_R01_251_starlims_cdc.hl7"] in (["AA"], ["AE"], ["AR"])  # NE/NE: the original-mode ACK
 
 
 def test_garbage_and_oversize_get_ar(mllp_port: int) -> None:
