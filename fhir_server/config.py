@@ -48,6 +48,7 @@ class Settings:
     export_workers: int = 1  # background threads per process running $export jobs (0: none here)
     export_stale_seconds: int = 60  # a running job silent this long was interrupted: another worker takes it
     export_file_resources: int = 100_000  # resources per NDJSON file before a new one starts
+    rxnorm_coding: bool = True  # add RxNorm codings to medications coded by NDC or text (FHIR_RXNORM_CODING)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,6 +80,7 @@ class Settings:
             export_workers=_env_int("FHIR_EXPORT_WORKERS", cls.export_workers),
             export_stale_seconds=_env_int("FHIR_EXPORT_STALE_SECONDS", cls.export_stale_seconds),
             export_file_resources=_env_int("FHIR_EXPORT_FILE_RESOURCES", cls.export_file_resources),
+            rxnorm_coding=_env_bool("FHIR_RXNORM_CODING", cls.rxnorm_coding),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -14,7 +14,7 @@ import orjson
 from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.operations import everything
-from fhir_server.terminology import expand, lookup, translate, validate_code
+from fhir_server.terminology import code_system, expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
 from smart_auth.discovery import EndpointUrls
 
@@ -91,6 +91,7 @@ def capability_statement(base_url: str, urls: EndpointUrls | None = None) -> dic
         "date": "2026-11-21",
         "publisher": "fhir-server project",
         "kind": "instance",
+        "extension": [code_system.SUPPORTED_SYSTEM],  # RxNorm, served as CodeSystem/rxnorm
         "instantiates": [f"{BULK_DATA}/CapabilityStatement/bulk-data"],
         "software": {"name": "fhir-server", "version": __version__},
         "implementation": {"description": "FHIR R4 server", "url": base_url},
@@ -136,6 +137,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
         "searchRevInclude": _search_rev_includes(resource_type),
         "searchParam": _search_params(resource_type),
         "operation": OPERATIONS + TYPE_OPERATIONS.get(resource_type, []),
+        **({"documentation": code_system.DOCUMENTATION} if resource_type == "CodeSystem" else {}),
     }
 
 

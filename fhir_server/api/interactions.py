@@ -22,6 +22,7 @@ from fhir_server.operations.patch import apply_fhirpath_patch, apply_json_patch
 from fhir_server.search.query import RESULT_PARAMETERS, SearchQuery, parse_search, whole_number
 from fhir_server.storage.model import Stored, WriteResult
 from fhir_server.storage.repository import WriteUnit
+from fhir_server.terminology.coding import add_rxnorm_codings
 from fhir_server.validation import validate_resource
 
 NOT_CRITERIA = RESULT_PARAMETERS | {"_count", "_page", "_sort", "_include", "_revinclude"}
@@ -54,15 +55,16 @@ def written(ctx: Context, req: FhirRequest, result: WriteResult) -> FhirResponse
     return answer
 
 
-def checked_body(req: FhirRequest, resource_type: str) -> dict[str, Any]:
+def checked_body(ctx: Context, req: FhirRequest, resource_type: str) -> dict[str, Any]:
     body = req.resource_body()
     validate_resource(body, resource_type)
+    add_rxnorm_codings(ctx, body)  # medications coded by NDC or text only
     return body
 
 
 def create(ctx: Context, req: FhirRequest, resource_type: str) -> FhirResponse:
     """POST [type], with ``If-None-Exist`` for a conditional create."""
-    body = checked_body(req, resource_type)
+    body = checked_body(ctx, req, resource_type)
     condition = req.header("if-none-exist")
     if condition:
         query = criteria(resource_type, condition.split("?", 1)[-1], "If-None-Exist")
@@ -72,7 +74,7 @@ def create(ctx: Context, req: FhirRequest, resource_type: str) -> FhirResponse:
 
 def update(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirResponse:
     """PUT [type]/[id]: update, or create with the client's id."""
-    body = checked_body(req, resource_type)
+    body = checked_body(ctx, req, resource_type)
     if body.get("id") != id:
         raise BadRequest(
             f"the resource id '{body.get('id')}' does not match the id '{id}' in the URL",
@@ -84,7 +86,7 @@ def update(ctx: Context, req: FhirRequest, resource_type: str, id: str) -> FhirR
 
 def conditional_update(ctx: Context, req: FhirRequest, resource_type: str) -> FhirResponse:
     """PUT [type]?criteria"""
-    body = checked_body(req, resource_type)
+    body = checked_body(ctx, req, resource_type)
     query = criteria(resource_type, req.query, "conditional update")
     return written(ctx, req, ctx.write(lambda u: u.conditional_update(body, query)))
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, NotFound
-from fhir_server.terminology import store
+from fhir_server.terminology import seed, store
 from fhir_server.terminology.normalize import IMPLICIT_VALUE_SET, RXNORM
 from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, parts, required
 
@@ -25,6 +25,7 @@ def lookup(ctx: Context, req: FhirRequest) -> FhirResponse:
     inputs = operation_inputs(req)
     check_system(required(inputs, "system"))
     code = required(inputs, "code")
+    seed.ensure(ctx)
     return FhirResponse(200, ctx.read(lambda unit: describe(unit.conn, code)), subsettable=False)
 
 

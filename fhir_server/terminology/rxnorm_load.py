@@ -20,8 +20,10 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, text
 from tqdm import tqdm
 
 from fhir_server.storage.bulk import insert_rows
-from fhir_server.storage.engine import WRITE
+from fhir_server.storage.engine import lock_key
 from fhir_server.storage.model import utc_now
+from fhir_server.storage.repository import Repository, WriteUnit
+from fhir_server.terminology.code_system import publish_code_system
 from fhir_server.terminology.normalize import name_words
 from fhir_server.terminology.schema import (
     RELEASE_TABLES,
@@ -121,6 +123,8 @@ class LoadReport:
 Row = list[str]
 Field = Callable[[Row], str]
 Advance = Callable[[int], object]
+TableRows = tuple[Table, tuple[str, ...], Iterable[Any]]  # a table, the columns given, the rows
+RELEASE_LOCK = "fhir-server:rxnorm-release"
 
 
 def load_release(
@@ -130,33 +134,40 @@ def load_release(
     *,
     licensed_sources: bool = False,
     progress: bool = False,
+    partition: str = "default",
 ) -> LoadReport:
     """Replace the loaded release with the RRF files in ``folder`` (RXNCONSO.RRF required, the rest optional).
 
-    ``progress`` shows a bar (bytes of RRF read) on stderr.
+    ``progress`` shows a bar (bytes of RRF read) on stderr. The RxNorm CodeSystem resource of ``partition``
+    is updated to the new version in the same transaction.
     """
     if not (folder / "RXNCONSO.RRF").is_file():
         raise ReleaseError(f"{folder} has no RXNCONSO.RRF: not an RxNorm release folder")
-    report = LoadReport(version or folder.resolve().name)
     keep = _source_filter(licensed_sources)
-    with (
-        _progress_bar(folder, progress) as bar,
-        engine.connect().execution_options(**{WRITE: True}) as conn,
-        conn.begin(),
-    ):
-        for table in RELEASE_TABLES:
-            conn.execute(delete(table))
-        for table, columns, rows in _release_rows(folder, keep, bar.update):
-            report.rows[table.name] = _insert_batches(conn, table, columns, rows)
-        report.rows["rxnorm_display"] = _derive_displays(conn)
-        for table in RELEASE_TABLES:
-            conn.execute(text(f"ANALYZE {table.name}"))  # fresh planner statistics for the new release
-        conn.execute(
-            insert(rxnorm_release).values(
-                version=report.version, loaded_at=utc_now(), licensed_sources=licensed_sources
-            )
-        )
+    with _progress_bar(folder, progress) as bar, Repository(engine, partition).writing() as unit:
+        tables = _release_rows(folder, keep, bar.update)
+        report = replace_release(unit, tables, version or folder.resolve().name, licensed_sources=licensed_sources)
     log.info("loaded RxNorm release %s: %s", report.version, report.rows)
+    return report
+
+
+def replace_release(
+    unit: WriteUnit, tables: Iterable[TableRows], version: str, *, licensed_sources: bool = False
+) -> LoadReport:
+    """In ``unit``'s transaction: empty the release tables, fill them with ``tables``, derive the display names,
+    record ``version`` and publish the CodeSystem resource. Loads are serialised, so a release and the seed
+    never interleave."""
+    conn, report = unit.conn, LoadReport(version)
+    lock_key(conn, RELEASE_LOCK)
+    for table in RELEASE_TABLES:
+        conn.execute(delete(table))
+    for table, columns, rows in tables:
+        report.rows[table.name] = _insert_batches(conn, table, columns, rows)
+    report.rows["rxnorm_display"] = _derive_displays(conn)
+    for table in RELEASE_TABLES:
+        conn.execute(text(f"ANALYZE {table.name}"))  # fresh planner statistics for the new release
+    conn.execute(insert(rxnorm_release).values(version=version, loaded_at=utc_now(), licensed_sources=licensed_sources))
+    publish_code_system(unit, version)
     return report
 
 
@@ -172,9 +183,7 @@ def _progress_bar(folder: Path, shown: bool) -> tqdm[Any]:
     return tqdm(total=total, unit="B", unit_scale=True, disable=not shown, file=sys.stderr, desc="RxNorm")
 
 
-def _release_rows(
-    folder: Path, keep: Callable[[str], bool], advance: Advance
-) -> Iterator[tuple[Table, tuple[str, ...], Iterable[Any]]]:
+def _release_rows(folder: Path, keep: Callable[[str], bool], advance: Advance) -> Iterator[TableRows]:
     """(table, columns, rows) for every table filled straight from a file of the release."""
     conso = folder / "RXNCONSO.RRF"
     concept_columns = ("rxcui", "rxaui", "sab", "tty", "code", "name", "suppress")

@@ -122,20 +122,43 @@ def concepts_for_ndcs(conn: Connection, candidates: Sequence[str]) -> list[tuple
     return [(r[0], Concept(r.rxcui, r.name, r.tty, r.suppress)) for r in conn.execute(query)]
 
 
+@dataclass(frozen=True)
+class Include:
+    """One ``ValueSet.compose.include`` of RxNorm: concepts of these term types and/or these codes (None: any)."""
+
+    ttys: frozenset[str] | None = None
+    codes: frozenset[str] | None = None
+
+
+def scope(includes: Sequence[Include], excluded_ttys: frozenset[str] = frozenset()) -> list[ColumnElement[bool]]:
+    """Conditions on ``rxnorm_display`` selecting the union of ``includes`` minus the excluded term types."""
+    alternatives = []
+    for include in includes:
+        parts = [rxnorm_display.c.tty.in_(sorted(include.ttys))] if include.ttys is not None else []
+        parts += [rxnorm_display.c.rxcui.in_(sorted(include.codes))] if include.codes is not None else []
+        alternatives.append(and_(*parts) if parts else rxnorm_display.c.rxcui.is_not(None))
+    conditions = [or_(*alternatives)] if alternatives else []
+    return conditions + ([rxnorm_display.c.tty.not_in(sorted(excluded_ttys))] if excluded_ttys else [])
+
+
 def search(
-    conn: Connection, terms: Sequence[Sequence[str]], count: int, offset: int
+    conn: Connection,
+    terms: Sequence[Sequence[str]],
+    count: int,
+    offset: int,
+    scoped: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[int | None, list[Concept]]:
     """Active concepts with, for every term, a name word starting with one of its alternatives.
 
     The most selective term drives the query; the others are index probes per candidate. Ranked by name
     length (the closest, most general names first), then RxCUI; returns (total, page), the total None when
-    more than ``TOTAL_CAP`` concepts match.
+    more than ``TOTAL_CAP`` concepts match. ``scoped``: further conditions (a value set's ``scope``).
     """
     if not terms:
-        return _page(conn, [rxnorm_display.c.suppress == ACTIVE], count, offset)
+        return _page(conn, [rxnorm_display.c.suppress == ACTIVE, *scoped], count, offset)
     driver, *others = sorted(terms, key=lambda alternatives: word_frequency(conn, alternatives))
     candidates = select(rxnorm_word.c.rxcui).where(_starts_with_any(rxnorm_word, driver)).distinct().subquery()
-    conditions = [rxnorm_display.c.rxcui.in_(select(candidates.c.rxcui)), rxnorm_display.c.suppress == ACTIVE]
+    conditions = [rxnorm_display.c.rxcui.in_(select(candidates.c.rxcui)), rxnorm_display.c.suppress == ACTIVE, *scoped]
     for alternatives in others:
         probe = rxnorm_word.alias()
         conditions.append(

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest
-from fhir_server.terminology import store
+from fhir_server.terminology import seed, store
 from fhir_server.terminology.normalize import NDC, RXNORM, ndc11_candidates
 from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, parts, required
 
@@ -23,6 +23,7 @@ def translate(ctx: Context, req: FhirRequest) -> FhirResponse:
     """GET or POST ConceptMap/$translate?system=<NDC or RxNorm>&code=... (or a ``coding``)."""
     inputs = operation_inputs(req)
     system, code = required(inputs, "system"), required(inputs, "code")
+    seed.ensure(ctx)
     if system == NDC:
         matches = ctx.read(lambda unit: _ndc_to_rxnorm(unit.conn, code))
     elif system == RXNORM:

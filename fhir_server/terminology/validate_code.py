@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.terminology import store
+from fhir_server.terminology import seed, store
 from fhir_server.terminology.lookup import check_system, check_value_set
 from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, required
 
@@ -38,6 +38,7 @@ def value_set(ctx: Context, req: FhirRequest) -> FhirResponse:
 
 def _validate(ctx: Context, inputs: dict[str, str]) -> FhirResponse:
     code, display = required(inputs, "code"), inputs.get("display")
+    seed.ensure(ctx)
     return FhirResponse(200, ctx.read(lambda unit: verdict(unit.conn, code, display)), subsettable=False)
 
 

@@ -57,7 +57,7 @@ def line(file: str, values: dict[str, str]) -> str:
     return "|".join(values.get(name, "") for name in LAYOUTS[file]) + "|\n"
 
 
-def write_release(folder: Path, atoms: list[tuple[str, ...]] = ATOMS) -> Path:
+def write_release(folder: Path, atoms: list[tuple[str, ...]] = ATOMS, ndcs: list[tuple[str, str, str]] = NDCS) -> Path:
     """Write RXNCONSO, RXNREL, RXNSAT, RXNCUI and RXNSTY for the rows above into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {
@@ -66,7 +66,7 @@ def write_release(folder: Path, atoms: list[tuple[str, ...]] = ATOMS) -> Path:
             for c, a, s, t, n, x in atoms
         ],
         "RXNREL.RRF": [dict(RXCUI1=c1, REL="RO", RELA=r, RXCUI2=c2, SAB=s, STYPE1="CUI") for c1, r, c2, s in RELATIONS],
-        "RXNSAT.RRF": [dict(RXCUI=c, STYPE="AUI", ATN="NDC", SAB=s, ATV=v, SUPPRESS="N") for c, s, v in NDCS],
+        "RXNSAT.RRF": [dict(RXCUI=c, STYPE="AUI", ATN="NDC", SAB=s, ATV=v, SUPPRESS="N") for c, s, v in ndcs],
         "RXNCUI.RRF": [dict(zip(LAYOUTS["RXNCUI.RRF"], row, strict=True)) for row in HISTORY],
         "RXNSTY.RRF": [dict(RXCUI=c, TUI=t, STN=n, STY=s) for c, t, n, s in STYS],
     }

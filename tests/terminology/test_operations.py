@@ -252,3 +252,55 @@ def test_expand_leaves_out_an_uncountable_total(client: httpx.Client, monkeypatc
     assert response.status_code == 200, response.text
     assert "total" not in response.json()["expansion"]
     assert [c["code"] for c in response.json()["expansion"]["contains"]] == ["161", "313782", "209387"]
+
+
+CLINICAL_DRUGS = "http://example.org/fhir/ValueSet/rxnorm-clinical-drugs"
+
+
+@pytest.mark.parametrize(("op", "value"), [("in", "SCD,SBD"), ("=", "SCD")])
+def test_expand_stored_value_set_by_term_type(client: httpx.Client, op: str, value: str) -> None:
+    url = f"{CLINICAL_DRUGS}-{op == 'in'}"
+    value_set = {
+        "resourceType": "ValueSet",
+        "url": url,
+        "status": "active",
+        "compose": {"include": [{"system": RXNORM, "filter": [{"property": "TTY", "op": op, "value": value}]}]},
+    }
+    assert client.put(f"ValueSet/tty-{op == 'in'}", json={**value_set, "id": f"tty-{op == 'in'}"}).status_code in (
+        200,
+        201,
+    )
+    response = client.get("ValueSet/$expand", params={"url": url, "filter": "acetaminophen"})
+    assert response.status_code == 200, response.text
+    codes = [c["code"] for c in response.json()["expansion"]["contains"]]
+    assert codes == (["313782", "209387"] if op == "in" else ["313782"])  # the ingredient 161 is left out
+
+
+def test_expand_value_set_with_exclude_and_unsupported_filter(client: httpx.Client) -> None:
+    include = {"system": RXNORM, "filter": [{"property": "TTY", "op": "in", "value": "IN,SCD,SBD"}]}
+    exclude = {"system": RXNORM, "filter": [{"property": "TTY", "op": "=", "value": "SBD"}]}
+    body = {"resourceType": "ValueSet", "id": "tty-x", "url": f"{CLINICAL_DRUGS}-x", "status": "active"}
+    client.put("ValueSet/tty-x", json={**body, "compose": {"include": [include], "exclude": [exclude]}})
+    response = client.get("ValueSet/$expand", params={"url": f"{CLINICAL_DRUGS}-x", "filter": "acetaminophen"})
+    assert [c["code"] for c in response.json()["expansion"]["contains"]] == ["161", "313782"]
+    wrong = {"system": RXNORM, "filter": [{"property": "STY", "op": "=", "value": "Clinical Drug"}]}
+    client.put("ValueSet/tty-x", json={**body, "compose": {"include": [wrong]}})
+    response = client.get("ValueSet/$expand", params={"url": f"{CLINICAL_DRUGS}-x"})
+    assert_outcome(response, 400, "invalid", "ValueSet.compose.include[0].filter[0]")
+
+
+def test_code_system_resource_and_capability(client: httpx.Client) -> None:
+    code_system = client.get("CodeSystem", params={"url": RXNORM}).json()["entry"][0]["resource"]
+    assert (code_system["id"], code_system["version"], code_system["content"]) == (
+        "rxnorm",
+        "2024-01-02",
+        "not-present",
+    )
+    assert "TTY" in [p["code"] for p in code_system["property"]]
+    statement = client.get("metadata").json()
+    assert {
+        "url": "http://hl7.org/fhir/StructureDefinition/capabilitystatement-supported-system",
+        "valueUri": RXNORM,
+    } in statement["extension"]
+    (resource,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "CodeSystem"]
+    assert "CodeSystem with id 'rxnorm'" in resource["documentation"]
