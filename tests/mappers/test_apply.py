@@ -6,6 +6,9 @@ again must not duplicate the Patient (conditional create/update by identifier).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 import pytest
 
@@ -13,11 +16,30 @@ from fhir_server.formats.json import json_bytes
 from mappers.errors import MappingError
 from mappers.messages import map_message
 from mappers.v2 import parse
+from tests.conftest import live_server, postgres_schema
 from tests.mappers.samples import sample
 from tests.mappers.test_message_families import RDS, SIU
 from tests.mappers.test_messages import supported_samples
 
 JSON_TYPE = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A server on an empty database of the backend: the samples share bare identifiers (``12345`` with no
+    system), which other tests' patients would also match."""
+    if database_url.startswith("sqlite"):
+        with _client(f"sqlite:///{tmp_path_factory.mktemp('apply') / 'fhir.db'}") as http:
+            yield http
+        return
+    with postgres_schema() as url, _client(url) as http:
+        yield http
+
+
+@contextmanager
+def _client(url: str) -> Iterator[httpx.Client]:
+    with live_server(url) as server, httpx.Client(base_url=server.base_url + "/", timeout=60) as http:
+        yield http
 
 
 @pytest.mark.parametrize("name", supported_samples())
