@@ -7,14 +7,17 @@ straight into the file (the bytes are already the resource's JSON: nothing is pa
 ``_elements`` asks for a subset). Files roll over every ``file_resources`` resources.
 
 A version changed after the transaction time is left out (its change is after the export's moment;
-the next ``_since`` export brings it). ``deleted``: for ``_since`` exports, the resources deleted
-between ``_since`` and the transaction time, as Bundles with a DELETE request (Bulk Data 2.0).
+the next ``_since`` export brings it). ``deleted``: for system-level ``_since`` exports, the resources
+deleted between ``_since`` and the transaction time, as Bundles with a DELETE request (Bulk Data 2.0), of
+the types the token reads whole (a deleted resource has no index rows left to check a patient compartment
+or a scope's query against; Patient- and Group-level exports list no deletions for the same reason).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +40,7 @@ from fhir_server.storage.schema import resource, resource_history
 from resources.registry import resource_types
 from smart_auth.tokens import AccessToken
 
-BEAT_EVERY = 5000  # resources between heartbeats (each also checks for a cancellation)
+BEAT_SECONDS = 2.0  # between heartbeats (each also checks for a cancellation)
 FETCH = 2000  # rows per round trip from the server-side cursor
 
 
@@ -79,7 +82,7 @@ def run_export(
 
     def progress(done_type: str) -> None:
         nonlocal last_beat
-        if output.written % BEAT_EVERY == 0 or time.monotonic() - last_beat > 2:
+        if time.monotonic() - last_beat > BEAT_SECONDS:
             last_beat = time.monotonic()
             if not beat(f"{output.written} resources written; exporting {done_type}"):
                 raise Cancelled(job.id)
@@ -89,8 +92,8 @@ def run_export(
         for resource_type in types:
             statement = _type_statement(conn, job, resource_type, access, patients)
             _write_type(conn, statement, resource_type, folder, file_resources, request, output, progress)
-        if request.since is not None and access is None:
-            _write_deleted(conn, job, types, folder, output)
+        if request.since is not None and request.kind == "system":
+            _write_deleted(conn, job, _unrestricted(types, access), folder, output)
     if request.warnings:
         name = "errors-1.ndjson"
         (folder / name).write_bytes(orjson.dumps(warnings_outcome(request.warnings)) + b"\n")
@@ -148,12 +151,24 @@ def _filter(compiler: Compiler, resource_type: str, query: str) -> ColumnElement
     return and_(*(compiler.condition(c, (resource_type,), resource) for c in parsed.criteria))
 
 
-def _rows(conn: Connection, statement: Any) -> Iterator[bytes]:
-    options = {} if is_sqlite(conn) else {"stream_results": True, "max_row_buffer": FETCH}
-    result = conn.execution_options(**options).execute(statement)
-    for chunk in result.partitions(FETCH):
-        for (content,) in chunk:
-            yield bytes(content)
+def _chunks(conn: Connection, statement: Any) -> Iterator[list[bytes]]:
+    """The rows' stored JSON, ``FETCH`` at a time (one round trip each from the server-side cursor)."""
+    if not is_sqlite(conn):
+        yield from _binary_chunks(conn, statement)
+        return
+    for chunk in conn.execute(statement).scalars().partitions(FETCH):
+        yield [bytes(content) for content in chunk]
+
+
+def _binary_chunks(conn: Connection, statement: Any) -> Iterator[list[bytes]]:
+    """PostgreSQL: a psycopg server-side cursor in binary format, so ``bytea`` arrives as it is stored
+    (in text format the server hex-encodes it and the client decodes it: twice the bytes, 3x the CPU)."""
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    driver = conn.connection.driver_connection
+    with driver.cursor(name=f"export_{uuid.uuid4().hex}", binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.execute(str(compiled), compiled.params)
+        while rows := cursor.fetchmany(FETCH):
+            yield [content for (content,) in rows]
 
 
 def _write_type(
@@ -166,23 +181,26 @@ def _write_type(
     output: Output,
     progress: Callable[[str], None],
 ) -> None:
+    """Write the rows a chunk at a time: one ``write`` per chunk (per file), into a 1 MB buffer."""
     elements = _elements_for(request.elements, resource_type)
     handle: IO[bytes] | None = None
     name, count = "", 0
     try:
-        for content in _rows(conn, statement):
-            if handle is None or count == file_resources:
-                if handle is not None:
-                    handle.close()
-                    output.files.append((resource_type, name, count))
-                name, count = f"{resource_type}-{len([f for f in output.files if f[0] == resource_type]) + 1}.ndjson", 0
-                handle = (folder / name).open("wb")
+        for chunk in _chunks(conn, statement):
             if elements:
-                content = orjson.dumps(apply_elements(orjson.loads(content), elements))
-            handle.write(content)
-            handle.write(b"\n")
-            count += 1
-            output.written += 1
+                chunk = [orjson.dumps(apply_elements(orjson.loads(c), elements)) for c in chunk]
+            while chunk:
+                if handle is None or count == file_resources:
+                    if handle is not None:
+                        handle.close()
+                        output.files.append((resource_type, name, count))
+                    number = sum(1 for f in output.files if f[0] == resource_type) + 1
+                    name, count = f"{resource_type}-{number}.ndjson", 0
+                    handle = (folder / name).open("wb", buffering=1 << 20)
+                part, chunk = chunk[: file_resources - count], chunk[file_resources - count :]
+                handle.write(b"\n".join(part) + b"\n")
+                count += len(part)
+                output.written += len(part)
             progress(resource_type)
     finally:
         if handle is not None:
@@ -200,6 +218,12 @@ def _elements_for(elements: tuple[str, ...], resource_type: str) -> list[str]:
         elif prefix == resource_type:
             chosen.append(name)
     return chosen
+
+
+def _unrestricted(types: list[str], access: AccessPolicy | None) -> list[str]:
+    """The types whose deletions the token may learn: those it reads whole (no compartment, no scope query);
+    a deleted row can no longer be checked against a compartment or a query."""
+    return [t for t in types if access is None or access.grants("r", t) is None]
 
 
 def _write_deleted(conn: Connection, job: Job, types: list[str], folder: Path, output: Output) -> None:

@@ -424,3 +424,13 @@ def test_finished_exports_expire(fresh_database_url: str, tmp_path: Path) -> Non
             time.sleep(0.2)
         assert http.get(manifest["output"][0]["url"]).status_code == 404
         assert not (tmp_path / job_id).exists()
+
+
+def test_patient_level_since_lists_no_deletions_of_other_patients(http: httpx.Client) -> None:
+    tag = unique("pdeleted")
+    ids = _record(http, tag)
+    since = instant(utc_now())
+    time.sleep(0.01)
+    assert http.delete(f"Observation/{ids['obs0']}").status_code == 200
+    manifest = _manifest(http, _kickoff(http, "Patient/$export", {"_since": since, "_type": "Observation"}))
+    assert manifest["deleted"] == []  # a deleted resource's compartment can no longer be checked
