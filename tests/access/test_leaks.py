@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from smart_auth.tokens import issue_access_token
 from tests.conftest import LiveServer, live_server, unique
+from tests.tokens import mint
 
 
 @dataclass
@@ -31,20 +31,7 @@ class World:
     tag: str
 
     def token(self, scope: str, patient: str | None = None, fhir_user: str | None = None, lifetime: int = 600) -> str:
-        auth = self.server.app.ctx.auth
-        assert auth is not None
-        encoded, _ = issue_access_token(
-            auth.keys,
-            auth.issuer,
-            auth.issuer,
-            client_id="leak-suite",
-            scope=scope,
-            subject="tester",
-            lifetime=lifetime,
-            patient=patient,
-            fhir_user=fhir_user,
-        )
-        return encoded
+        return mint(self.server, scope, "leak-suite", patient=patient, fhir_user=fhir_user, lifetime=lifetime)
 
     def client(self, scope: str, patient: str | None = None, fhir_user: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token(scope, patient, fhir_user)}"}
@@ -465,17 +452,7 @@ def test_missing_malformed_expired_and_foreign_tokens_are_401(world: World) -> N
         expired = world.token("system/*.rs", lifetime=-5)
         late = anonymous.get("Patient", headers={"Authorization": f"Bearer {expired}"})
         assert late.status_code == 401 and "expired" in late.json()["issue"][0]["diagnostics"]
-    auth = world.server.app.ctx.auth
-    assert auth is not None
-    foreign, _ = issue_access_token(
-        auth.keys,
-        auth.issuer,
-        "https://elsewhere.example/fhir",
-        client_id="x",
-        scope="system/*.rs",
-        subject="x",
-        lifetime=60,
-    )
+    foreign = mint(world.server, "system/*.rs", audience="https://elsewhere.example/fhir")
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {foreign}"}) as wrong_audience:
         refused = wrong_audience.get("Patient")
         assert refused.status_code == 401 and "not meant for" in refused.json()["issue"][0]["diagnostics"]
@@ -488,9 +465,8 @@ def test_revoked_token_stops_at_once(world: World) -> None:
 
     auth = world.server.app.ctx.auth
     assert auth is not None
-    encoded, token = issue_access_token(
-        auth.keys, auth.issuer, auth.issuer, client_id="x", scope="system/*.rs", subject="x", lifetime=60
-    )
+    encoded = mint(world.server, "system/*.rs")
+    token = auth.verifier.verify(encoded)
     with httpx.Client(base_url=world.server.base_url + "/", headers={"Authorization": f"Bearer {encoded}"}) as http:
         assert http.get("Patient", params={"_count": "1"}).status_code == 200
         auth.revocations.revoke(f"jti:{token.jti}", utc_now() + timedelta(seconds=60))

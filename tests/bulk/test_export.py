@@ -18,8 +18,8 @@ import pytest
 from fhir_server.bulk.jobs import JobStore
 from fhir_server.storage.engine import make_engine
 from fhir_server.storage.model import instant, utc_now
-from smart_auth.tokens import issue_access_token
 from tests.conftest import LiveServer, live_server, unique
+from tests.tokens import mint
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -360,20 +360,9 @@ def test_a_failing_job_answers_500(fresh_database_url: str, tmp_path: Path) -> N
 def test_export_under_a_token(fresh_database_url: str, tmp_path: Path) -> None:
     database_url = fresh_database_url  # no other server's workers take these jobs
     with live_server(database_url, auth=True, export_dir=str(tmp_path), export_workers=1) as server:
-        auth = server.app.ctx.auth
-        assert auth is not None
 
         def client(scope: str, client_id: str, patient: str | None = None) -> httpx.Client:
-            token, _ = issue_access_token(
-                auth.keys,
-                auth.issuer,
-                auth.issuer,
-                client_id=client_id,
-                scope=scope,
-                subject=client_id,
-                lifetime=600,
-                patient=patient,
-            )
+            token = mint(server, scope, client_id, patient=patient)
             return httpx.Client(base_url=server.base_url + "/", headers={"Authorization": f"Bearer {token}"})
 
         with client("system/*.cruds", "admin") as admin:

@@ -28,10 +28,10 @@ import pytest
 from smart_fetch.resources import PATIENT_TYPES
 
 from fhir_server.storage.model import instant, utc_now
-from smart_auth.tokens import issue_access_token
 from tests.auth.flows import App, register_backend
 from tests.conftest import LiveServer, live_server, postgres_schema, unique
 from tests.shared_data import IN_CI, SHARED, shared
+from tests.tokens import mint
 
 SYNTHEA_BUNDLES = 3  # the smallest self-contained transaction Bundles of smart-on-fhir-r4
 RUN_SECONDS = 180  # smart-fetch retries server errors for minutes; a failing run must not hang the suite
@@ -77,18 +77,7 @@ def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             url, auth=True, export_dir=str(folder / "exports"), export_file_resources=50, export_workers=1
         ) as server,
     ):
-        auth = server.app.ctx.auth
-        assert auth is not None
-        token, _ = issue_access_token(
-            auth.keys,
-            auth.issuer,
-            auth.issuer,
-            client_id="loader",
-            scope="system/*.cruds",
-            subject="loader",
-            lifetime=600,
-        )
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {mint(server, 'system/*.cruds', 'loader')}"}
         with httpx.Client(base_url=server.base_url + "/", headers=headers, timeout=120) as admin:
             tag = unique("sf")
             record = _record(tag)

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from smart_auth.clients import PUBLIC, add_client
-from smart_auth.tokens import issue_access_token
 from smart_auth.users import add_user
 from tests.conftest import LiveServer, live_server, unique
+from tests.tokens import mint
 
 JS_DIR = Path(__file__).parent / "js"
 PASSWORD = "correct horse battery staple"
@@ -57,18 +57,7 @@ def smart_server(database_url: str) -> Iterator[LiveServer]:
 
 def system_token(server: LiveServer) -> str:
     """A Backend Services token minted with the server's own key, for seeding data through the API."""
-    auth = server.app.ctx.auth
-    assert auth is not None
-    encoded, _ = issue_access_token(
-        auth.keys,
-        auth.issuer,
-        auth.issuer,
-        client_id="e2e-seed",
-        scope="system/*.cruds",
-        subject="e2e-seed",
-        lifetime=600,
-    )
-    return encoded
+    return mint(server, "system/*.cruds", "e2e-seed")
 
 
 def create(server: LiveServer, resource: dict[str, Any]) -> dict[str, Any]:
