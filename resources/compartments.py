@@ -50,6 +50,12 @@ def compartment_members(compartment: str) -> tuple[str, ...]:
     return tuple(sorted(definition["resources"])) if definition else ()
 
 
+def compartment_member_types(compartment: str) -> tuple[str, ...]:
+    """Every type a resource of the compartment can have: the linked types and the owner's, sorted."""
+    owner = (compartment,) if compartment_includes_owner(compartment) else ()
+    return tuple(sorted({*compartment_members(compartment), *owner}))
+
+
 def compartment_includes_owner(compartment: str) -> bool:
     """True when the owner (``Encounter/123`` for its Encounter compartment) is in its own compartment.
 

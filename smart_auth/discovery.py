@@ -62,39 +62,33 @@ APP_STYLE = {
 }
 
 
+# The authorization server's endpoints, below the public root (``http://host:port``).
+PATHS = {
+    "authorize": "/auth/authorize",
+    "token": "/auth/token",
+    "introspect": "/auth/introspect",
+    "revoke": "/auth/revoke",
+    "jwks": "/auth/jwks",
+    "launch": "/auth/launch",
+    "style": "/auth/smart-style.json",
+}
+
+
 @dataclass(frozen=True)
 class EndpointUrls:
-    """The absolute URLs of the authorization server, from the public root (``http://host:port``)."""
+    """The absolute URLs of the authorization server's endpoints (``PATHS`` below the public root)."""
 
-    root: str
+    authorize: str
+    token: str
+    introspect: str
+    revoke: str
+    jwks: str
+    launch: str
+    style: str
 
-    @property
-    def authorize(self) -> str:
-        return f"{self.root}/auth/authorize"
-
-    @property
-    def token(self) -> str:
-        return f"{self.root}/auth/token"
-
-    @property
-    def introspect(self) -> str:
-        return f"{self.root}/auth/introspect"
-
-    @property
-    def revoke(self) -> str:
-        return f"{self.root}/auth/revoke"
-
-    @property
-    def jwks(self) -> str:
-        return f"{self.root}/auth/jwks"
-
-    @property
-    def launch(self) -> str:
-        return f"{self.root}/auth/launch"
-
-    @property
-    def style(self) -> str:
-        return f"{self.root}/auth/smart-style.json"
+    @classmethod
+    def under(cls, root: str) -> EndpointUrls:
+        return cls(**{name: f"{root}{path}" for name, path in PATHS.items()})
 
 
 def smart_configuration(issuer: str, urls: EndpointUrls) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smart_auth import discovery
+from smart_auth.discovery import PATHS
 from smart_auth.http import form_request, json_response, oauth_endpoint, oauth_error, preflight, run_json, run_page
 from smart_auth.pages import error_page
 from smart_auth.server import FormRequest
@@ -70,20 +71,19 @@ def install(auth: SmartAuth) -> None:
     table: list[tuple[str, list[str], Any]] = [
         (f"{WELL_KNOWN}/smart-configuration", ["GET"], smart_configuration),
         (f"{WELL_KNOWN}/openid-configuration", ["GET"], openid_configuration),
-        ("/auth/jwks", ["GET"], jwks),
-        ("/auth/smart-style.json", ["GET"], smart_style),
-        ("/auth/authorize", ["GET", "POST"], authorize),
-        ("/auth/token", ["POST"], token),
-        ("/auth/introspect", ["POST"], introspect),
-        ("/auth/revoke", ["POST"], revoke),
-        ("/auth/launch", ["POST"], launch),
+        (PATHS["jwks"], ["GET"], jwks),
+        (PATHS["style"], ["GET"], smart_style),
+        (PATHS["authorize"], ["GET", "POST"], authorize),
+        (PATHS["token"], ["POST"], token),
+        (PATHS["introspect"], ["POST"], introspect),
+        (PATHS["revoke"], ["POST"], revoke),
+        (PATHS["launch"], ["POST"], launch),
     ]
     for path, methods, handler in table:
         auth.router.add_api_route(path, handler, methods=methods, include_in_schema=False)
-    for path in ("/auth/token", "/auth/introspect", "/auth/revoke", "/auth/launch"):
-        auth.router.add_api_route(path, post_only, methods=["GET"], include_in_schema=False)
-    for path, _, _ in table:
-        if path != "/auth/authorize":
+        if methods == ["POST"]:
+            auth.router.add_api_route(path, post_only, methods=["GET"], include_in_schema=False)
+        if path != PATHS["authorize"]:
             auth.router.add_api_route(path, cors_preflight, methods=["OPTIONS"], include_in_schema=False)
 
 

@@ -30,7 +30,6 @@ from smart_auth.server import FormRequest, SmartAuthorizationServer
 from smart_auth.sessions import Sessions
 from smart_auth.tokens import TokenVerifier
 
-AUTH_PATH = "/auth"  # authorize, token, introspect, revoke, jwks, launch, pages
 WELL_KNOWN_PATH = "/fhir/.well-known"  # smart-configuration, openid-configuration
 EHR_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
@@ -45,7 +44,7 @@ class SmartAuth:
         self.revocations: Revocations = revocations(engine, settings.redis_url)
         self.issuer = settings.base_url.rstrip("/")
         self.verifier = TokenVerifier(self.keys, self.revocations, self.issuer, self.issuer)
-        self.urls = EndpointUrls(self.public_root)
+        self.urls = EndpointUrls.under(self.public_root)
         self.tokens = TokenIssuer(engine, self.keys, self.issuer, self.urls.style)
         self.server = SmartAuthorizationServer(
             engine, self.issuer, self.urls.token, self.tokens, self.verifier, self.revocations

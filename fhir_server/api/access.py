@@ -18,11 +18,12 @@ Several scopes on one type add up (any of them lets a resource through).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from starlette.requests import Request
 
 from fhir_server.errors import BadRequest, Forbidden, Unauthorized
-from fhir_server.search.criteria import AllOf, Criterion
+from fhir_server.search.criteria import AllOf
 from fhir_server.search.query import parse_search
 from fhir_server.search.visibility import Grant, Grants
 from resources.compartments import compartment_params
@@ -31,7 +32,7 @@ from smart_auth.tokens import AccessToken, InvalidToken, TokenVerifier
 
 PATIENT = "Patient"
 WORDS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-_UNUSABLE = object()  # a scope that cannot apply to a type (no patient in context, a query that does not fit)
+WHOLE_TYPE = Grant()  # a grant with neither compartment nor query: every resource of the type
 
 
 class AuthenticationFailed(Unauthorized):
@@ -55,7 +56,9 @@ class AccessPolicy:
 
     @classmethod
     def of(cls, token: AccessToken) -> AccessPolicy:
-        return cls(token, resource_scopes(token.scopes))
+        """The policy of ``token``, kept while the token is in use, so its per-type grants are computed once
+        rather than on every request."""
+        return _policy(token)
 
     @property
     def patient(self) -> str | None:
@@ -88,38 +91,39 @@ class AccessPolicy:
         for scope in self.scopes:
             if not scope.permits(interaction, resource_type):
                 continue
-            compartment = self._compartment(scope, resource_type)
-            criterion = _criterion(scope, resource_type)
-            if compartment is _UNUSABLE or criterion is _UNUSABLE:
-                continue
-            if compartment is None and criterion is None:
+            grant = self._grant(scope, resource_type)
+            if grant == WHOLE_TYPE:
                 return None
-            grants.append(Grant(compartment, criterion))  # type: ignore[arg-type]
+            if grant is not None:
+                grants.append(grant)
         return tuple(grants)
 
-    def _compartment(self, scope: ResourceScope, resource_type: str) -> object:
-        """The compartment a scope confines ``resource_type`` to: ("Patient", id), None, or unusable."""
+    def _grant(self, scope: ResourceScope, resource_type: str) -> Grant | None:
+        """What one scope lets through of ``resource_type``; None when it cannot apply (a patient scope
+        without a patient in context, a query that is not a search on the type)."""
         if scope.context == "system":
+            compartment = None
+        else:
+            patient = self.token.patient if scope.context == "patient" else self.patient
+            if patient is None and scope.context == "patient":
+                return None
+            in_compartment = resource_type == PATIENT or compartment_params(PATIENT, resource_type)
+            # Types outside the Patient compartment (Medication, Organization, ...) are shared reference data.
+            compartment = (PATIENT, patient) if patient is not None and in_compartment else None
+        if not scope.query:
+            return Grant(compartment)
+        try:
+            criteria = tuple(parse_search(resource_type, list(scope.query)).criteria)
+        except BadRequest:
             return None
-        patient = self.token.patient if scope.context == "patient" else self.patient
-        if patient is None:
-            return _UNUSABLE if scope.context == "patient" else None
-        if resource_type == PATIENT or compartment_params(PATIENT, resource_type):
-            return (PATIENT, patient)
-        return None  # not patient data: shared reference data (Medication, Organization, ...)
+        if not criteria:
+            return None
+        return Grant(compartment, criteria[0] if len(criteria) == 1 else AllOf(criteria))
 
 
-def _criterion(scope: ResourceScope, resource_type: str) -> object:
-    """A v2 scope's query as a criterion on ``resource_type`` (None: no query; unusable: it does not fit)."""
-    if not scope.query:
-        return None
-    try:
-        criteria: tuple[Criterion, ...] = tuple(parse_search(resource_type, list(scope.query)).criteria)
-    except BadRequest:
-        return _UNUSABLE
-    if not criteria:
-        return _UNUSABLE
-    return criteria[0] if len(criteria) == 1 else AllOf(criteria)
+@lru_cache(maxsize=10_000)
+def _policy(token: AccessToken) -> AccessPolicy:
+    return AccessPolicy(token, resource_scopes(token.scopes))
 
 
 def bearer_policy(request: Request, verifier: TokenVerifier) -> AccessPolicy:

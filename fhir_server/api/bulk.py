@@ -10,6 +10,7 @@ access like every other read.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 from email.utils import format_datetime
 from urllib.parse import urlencode
@@ -52,24 +53,18 @@ def _kickoff(ctx: Context, req: FhirRequest, request: ExportRequest) -> FhirResp
         if len(refused) == len(wanted):
             raise Forbidden("the access token does not permit to read any of the exported types")
         token = policy.token
-        request = ExportRequest(
-            **{
-                **request.__dict__,
-                "client_id": token.client_id,
-                "scope": token.scope,
-                "token_patient": token.patient,
-                "fhir_user": token.fhir_user,
-            }
+        request = replace(
+            request,
+            client_id=token.client_id,
+            scope=token.scope,
+            token_patient=token.patient,
+            fhir_user=token.fhir_user,
         )
-    url = f"{ctx.base_url}/{req.path}" + (f"?{_query(req)}" if req.query else "")
+    url = f"{ctx.base_url}/{req.path}" + (f"?{urlencode(req.query)}" if req.query else "")
     job = JobStore(ctx.repository.engine).create(ctx.repository.partition, url, request, ctx.auth is not None)
     location = f"{ctx.base_url}/$export-status/{job.id}"
     body = information(f"export {job.id} accepted; poll {location}")
     return FhirResponse(202, resource=body, headers={"Content-Location": location}, subsettable=False)
-
-
-def _query(req: FhirRequest) -> str:
-    return urlencode(req.query)
 
 
 def status(ctx: Context, req: FhirRequest, job_id: str) -> FhirResponse:

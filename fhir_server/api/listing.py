@@ -177,8 +177,8 @@ def _history_query(ctx: Context, req: FhirRequest, resource_type: str | None, id
     return HistoryQuery(
         resource_type=resource_type,
         id=id,
-        since=_date_param(since, "_since")[0] if since else None,
-        at=_date_param(at, "_at") if at else None,
+        since=date_param(since, "_since")[0] if since else None,
+        at=date_param(at, "_at") if at else None,
         count=min(
             whole_number("_count", count) if count else ctx.settings.default_page_size, ctx.settings.max_page_size
         ),
@@ -186,7 +186,8 @@ def _history_query(ctx: Context, req: FhirRequest, resource_type: str | None, id
     )
 
 
-def _date_param(value: str, name: str) -> DateRange:
+def date_param(value: str, name: str) -> DateRange:
+    """A date or instant parameter (``_since``, ``_at``) as its range; a 400 naming it otherwise."""
     found = date_range(value)
     if found is None:
         raise BadRequest(f"parameter {name} must be a FHIR date or instant, not '{value}'", expression=name)

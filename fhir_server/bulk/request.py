@@ -8,18 +8,18 @@ parameter, unless ``Prefer: handling=lenient`` (then dropped, with a warning in 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_server.api.listing import date_param
 from fhir_server.api.request import FhirRequest
 from fhir_server.errors import BadRequest, Issue
-from fhir_server.search.params.date import date_range
 from fhir_server.search.query import parse_search
-from resources.compartments import compartment_members
+from resources.compartments import compartment_member_types
 from resources.registry import is_resource_type
 
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
@@ -29,7 +29,7 @@ NOT_SUPPORTED = ("includeAssociatedData",)
 
 def patient_types() -> tuple[str, ...]:
     """The types a Patient- or Group-level export covers: the patient and its compartment's members."""
-    return (PATIENT, *compartment_members(PATIENT))
+    return compartment_member_types(PATIENT)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,6 @@ class ExportRequest:
     scope: str | None = None
     token_patient: str | None = None
     fhir_user: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -72,7 +71,7 @@ class ExportRequest:
 
 def parse_kickoff(req: FhirRequest, kind: str, group_id: str | None = None) -> ExportRequest:
     """The job a kick-off asks for, or a 400 naming the parameter."""
-    if req.prefer("respond-async") is None and "respond-async" not in (req.header("prefer") or ""):
+    if req.prefer("respond-async") is None:
         raise BadRequest("$export runs asynchronously: send 'Prefer: respond-async'", expression="Prefer")
     params = _parameters(req)
     warnings: list[str] = []
@@ -88,10 +87,7 @@ def parse_kickoff(req: FhirRequest, kind: str, group_id: str | None = None) -> E
             if value not in OUTPUT_FORMATS:
                 refuse(name, f"_outputFormat '{value}' is not supported; use application/fhir+ndjson")
         elif name == "_since":
-            found = date_range(value)
-            if found is None:
-                raise BadRequest(f"_since must be an instant, not '{value}'", expression="_since")
-            fields["since"] = found[0]
+            fields["since"] = date_param(value, name)[0]
         elif name == "_type":
             fields["types"] = _types(value, kind, refuse)
         elif name == "_typeFilter":

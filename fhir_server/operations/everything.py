@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fhir_server.api.listing import compartment_query, parse_request, run_search
+from fhir_server.api.listing import compartment_query, date_param, parse_request, run_search
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, Issue
-from fhir_server.search.params.date import date_range
-from resources.compartments import compartment_members
+from resources.compartments import compartment_member_types
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 PATIENT = "Patient"
@@ -39,7 +38,7 @@ def everything(ctx: Context, req: FhirRequest, id: str | None = None) -> FhirRes
     else:
         query = parse_request(ctx, search, None)
         if query.types is None:
-            query = replace(query, types=(PATIENT, *compartment_members(PATIENT)))
+            query = replace(query, types=compartment_member_types(PATIENT))
         path = f"{ctx.base_url}/{PATIENT}/$everything"
     return run_search(ctx, search, replace(query, warnings=(*query.warnings, *warnings)), path)
 
@@ -51,8 +50,7 @@ def _as_search(req: FhirRequest) -> tuple[FhirRequest, list[Issue]]:
     warnings: list[Issue] = []
     for key, value in req.query:
         if key == "_since":
-            if date_range(value) is None:
-                raise BadRequest(f"_since must be an instant, not '{value}'", expression="_since")
+            date_param(value, key)
             params.append(("_lastUpdated", f"ge{value}"))
         elif key in ACCEPTED or key in FORMATTING:
             params.append((key, value))

@@ -11,7 +11,7 @@ from fhir_server.errors import BadRequest, NotFound
 from fhir_server.search.criteria import AnyOf, Criterion, Match
 from resources.compartments import (
     compartment_includes_owner,
-    compartment_members,
+    compartment_member_types,
     compartment_params,
     compartment_types,
 )
@@ -22,7 +22,7 @@ def compartment_criterion(compartment: str, owner_id: str, resource_type: str) -
     if compartment not in compartment_types():
         raise NotFound(f"'{compartment}' is not a compartment (one of {', '.join(compartment_types())})")
     owner = (compartment,) if compartment_includes_owner(compartment) else ()
-    types = tuple(sorted({*compartment_members(compartment), *owner})) if resource_type == "*" else (resource_type,)
+    types = compartment_member_types(compartment) if resource_type == "*" else (resource_type,)
     if not any(compartment_params(compartment, t) or t in owner for t in types):
         raise BadRequest(f"{resource_type} is not in the {compartment} compartment", expression=resource_type)
     reference = f"{compartment}/{owner_id}"
