@@ -38,6 +38,11 @@ def route(method: str, path: str, handler: Handler, interaction: str | None, loo
     return Route(method, re.compile(f"^{path}$"), handler, interaction, lookup)
 
 
+def operation(path: str, handler: Handler, interaction: str | None) -> list[Route]:
+    """An operation invoked with GET or POST alike (https://hl7.org/fhir/R4/operations.html)."""
+    return [route(method, path, handler, interaction) for method in ("GET", "POST")]
+
+
 ROUTES: list[Route] = [
     route("GET", r"metadata", capability.metadata, None, lookup=True),
     route("POST", r"", bundles.process, None),  # batch/transaction: each entry is checked
@@ -51,31 +56,20 @@ ROUTES: list[Route] = [
     route("DELETE", TYPE, interactions.conditional_delete, "d"),
     route("GET", rf"{TYPE}/_history", listing.history, "s"),
     route("POST", rf"{TYPE}/\$validate", validate.validate, "r"),
-    route("GET", r"CodeSystem/\$lookup", lookup.lookup, "r"),
-    route("POST", r"CodeSystem/\$lookup", lookup.lookup, "r"),
-    route("GET", r"ValueSet/\$expand", expand.expand, "r"),
-    route("POST", r"ValueSet/\$expand", expand.expand, "r"),
-    route("GET", r"CodeSystem/\$validate-code", validate_code.code_system, "r"),
-    route("POST", r"CodeSystem/\$validate-code", validate_code.code_system, "r"),
-    route("GET", r"ValueSet/\$validate-code", validate_code.value_set, "r"),
-    route("POST", r"ValueSet/\$validate-code", validate_code.value_set, "r"),
-    route("GET", r"ConceptMap/\$translate", translate.translate, "r"),
-    route("POST", r"ConceptMap/\$translate", translate.translate, "r"),
-    route("GET", r"\$export", bulk.kickoff_system, None),  # bulk: access checked by the handlers
-    route("POST", r"\$export", bulk.kickoff_system, None),
-    route("GET", r"Patient/\$export", bulk.kickoff_patient, None),
-    route("POST", r"Patient/\$export", bulk.kickoff_patient, None),
-    route("GET", rf"Group/{ID}/\$export", bulk.kickoff_group, None),
-    route("POST", rf"Group/{ID}/\$export", bulk.kickoff_group, None),
+    *operation(r"CodeSystem/\$lookup", lookup.lookup, "r"),
+    *operation(r"ValueSet/\$expand", expand.expand, "r"),
+    *operation(r"CodeSystem/\$validate-code", validate_code.code_system, "r"),
+    *operation(r"ValueSet/\$validate-code", validate_code.value_set, "r"),
+    *operation(r"ConceptMap/\$translate", translate.translate, "r"),
+    *operation(r"\$export", bulk.kickoff_system, None),  # bulk: access checked by the handlers
+    *operation(r"Patient/\$export", bulk.kickoff_patient, None),
+    *operation(rf"Group/{ID}/\$export", bulk.kickoff_group, None),
     route("GET", rf"\$export-status/{JOB}", bulk.status, None),
     route("DELETE", rf"\$export-status/{JOB}", bulk.cancel, None),
     route("GET", rf"\$export-file/{JOB}/(?P<name>[A-Za-z0-9.\-]+)", bulk.file, None),
-    route("GET", r"Patient/\$everything", everything.everything, "r"),
-    route("POST", r"Patient/\$everything", everything.everything, "r"),
-    route("GET", rf"Patient/{ID}/\$everything", everything.everything, "r"),
-    route("POST", rf"Patient/{ID}/\$everything", everything.everything, "r"),
-    route("GET", rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
-    route("POST", rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
+    *operation(r"Patient/\$everything", everything.everything, "r"),
+    *operation(rf"Patient/{ID}/\$everything", everything.everything, "r"),
+    *operation(rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
     route("GET", rf"{TYPE}/{ID}", interactions.read, "r", lookup=True),
     route("PUT", rf"{TYPE}/{ID}", interactions.update, "u"),
     route("PATCH", rf"{TYPE}/{ID}", interactions.patch, "u"),
