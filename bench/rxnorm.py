@@ -20,12 +20,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from fhir_server.storage.engine import make_engine
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.expand import matching
 from fhir_server.terminology.lookup import describe
 from fhir_server.terminology.rxnorm_load import LAYOUTS, load_release
+from fhir_server.terminology.schema import rxnorm_display
 
 SYLLABLES = "ab ac al am an ar ce ci co da de di fe fi lo ma mi mo na ne ni ol pa pi ra ri ro sa se ta ti to xa zo"
 FORMS = ["Oral Tablet", "Oral Capsule", "Injectable Solution", "Oral Suspension", "Topical Cream"]
@@ -107,15 +110,18 @@ def synthetic_rows(concepts: int, rng: random.Random) -> Iterator[tuple[str, str
             yield "RXNCUI.RRF", rrf("RXNCUI.RRF", CUI1=str(10**8 + i), CARDINALITY="1", CUI2=str(ing))
 
 
-def write_release(folder: Path, concepts: int) -> list[str]:
-    """Write the synthetic release; the filters a drug picker would type, from its ingredient names."""
-    rng = random.Random(6)
+def write_release(folder: Path, concepts: int) -> None:
+    """Write the synthetic release of about ``concepts`` concepts into ``folder``."""
     handles = {name: (folder / name).open("w", encoding="utf-8") for name in LAYOUTS}
-    for file, line in synthetic_rows(concepts, rng):
+    for file, line in synthetic_rows(concepts, random.Random(6)):
         handles[file].write(line)
     for handle in handles.values():
         handle.close()
-    names = ingredient_names(ingredient_count(concepts), random.Random(6))
+
+
+def picker_filters(concepts: int) -> list[str]:
+    """The filters a drug picker would type: the start of an ingredient name and a strength."""
+    rng, names = random.Random(7), ingredient_names(ingredient_count(concepts), random.Random(6))
     return [f"{n[: rng.randint(4, 6)]} {rng.choice(STRENGTHS)}" for n in rng.sample(names, min(200, len(names)))]
 
 
@@ -137,19 +143,22 @@ def main() -> None:
     parser.add_argument("--concepts", type=int, default=1_000_000)
     parser.add_argument("--database-url")
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--reuse", action="store_true", help="query the release already loaded (no load)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "release"
-        folder.mkdir()
-        filters = write_release(folder, args.concepts)
         engine = make_engine(args.database_url or f"sqlite:///{tmp}/rxnorm.db")
         upgrade(engine)
-        start = time.perf_counter()
-        report = load_release(engine, folder, "synthetic")
-        print(f"{engine.dialect.name}, {report.rows['rxnorm_display']} concepts")
-        print(f"load: {time.perf_counter() - start:.1f} s for {report.rows}")
         repository = Repository(engine)
-        top = report.rows["rxnorm_display"]
+        if not args.reuse:
+            folder = Path(tmp) / "release"
+            folder.mkdir()
+            write_release(folder, args.concepts)
+            start = time.perf_counter()
+            report = load_release(engine, folder, "synthetic")
+            print(f"load: {time.perf_counter() - start:.1f} s for {report.rows}")
+        top = repository.read(lambda u: u.conn.execute(select(func.count()).select_from(rxnorm_display)).scalar_one())
+        print(f"{engine.dialect.name}, {top} concepts")
+        filters = picker_filters(args.concepts)
         codes = [str(random.Random(i).randint(1, top)) for i in range(args.calls)]
         lookups = timed(args.calls, lambda i: repository.read(lambda u: describe(u.conn, codes[i])))
         print(f"$lookup: p50 {percentile(lookups, 50):.2f} ms, p99 {percentile(lookups, 99):.2f} ms")

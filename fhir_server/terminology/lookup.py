@@ -43,55 +43,51 @@ def check_value_set(url: str) -> None:
 
 def describe(conn: Connection, code: str) -> dict[str, Any]:
     """The $lookup Parameters of RxCUI ``code`` (or of its current replacement); 404 naming ``code``."""
-    found, status = store.concept(conn, code), "Active"
+    found, status = store.profile(conn, code), "Active"
     if found is None:
         replacements = store.current_concepts(conn, code)
-        if not replacements:
+        found = store.profile(conn, replacements[0].rxcui) if replacements else None
+        if found is None:
             raise NotFound(f"RxCUI '{code}' is not in the loaded RxNorm release", expression="code")
-        found, status = replacements[0], "Remapped"
-    elif found.suppress != store.ACTIVE:
+        status = "Remapped"
+    elif found.concept.suppress != store.ACTIVE:
         status = "Suppressed"
+    concept = found.concept
     listed = [
         parameter("name", "String", "RxNorm"),
-        *_version(conn),
-        parameter("display", "String", found.name),
-        *_designations(conn, found),
-        _property("tty", "Code", found.tty),
+        *([parameter("version", "String", found.version)] if found.version else []),
+        parameter("display", "String", concept.name),
+        *_designations(found),
+        _property("tty", "Code", concept.tty),
         _property("status", "Code", status),
-        *_details(conn, found.rxcui),
+        *_details(found),
     ]
-    if found.rxcui != code:
+    if concept.rxcui != code:
         listed.append(_property("remapped-from", "Code", code))
     return parameters(*listed)
 
 
-def _version(conn: Connection) -> list[Part]:
-    """The loaded release's version (none before a release is loaded)."""
-    version = store.release_version(conn)
-    return [parameter("version", "String", version)] if version else []
-
-
-def _designations(conn: Connection, found: store.Concept) -> list[Part]:
+def _designations(found: store.Profile) -> list[Part]:
     """Every other name of the concept, its term type as the designation's use."""
+    preferred = (found.concept.tty, found.concept.name)
     return [
         parts(
             "designation",
             parameter("use", "Coding", {"system": TTY_SYSTEM, "code": tty}),
             parameter("value", "String", name),
         )
-        for _sab, tty, name in store.atoms(conn, found.rxcui)
-        if (tty, name) != (found.tty, found.name)
+        for _sab, tty, name in found.atoms
+        if (tty, name) != preferred
     ]
 
 
-def _details(conn: Connection, rxcui: str) -> list[Part]:
+def _details(found: store.Profile) -> list[Part]:
     """Relation (ingredients, brand names, dose forms ...), NDC and semantic-type properties."""
     related = [
-        _property(r.rela, "Coding", {"system": RXNORM, "code": r.rxcui, "display": r.name})
-        for r in store.relations(conn, rxcui)
+        _property(r.rela, "Coding", {"system": RXNORM, "code": r.rxcui, "display": r.name}) for r in found.relations
     ]
-    ndcs = [_property("ndc", "String", ndc) for ndc in store.ndcs(conn, rxcui)]
-    return related + ndcs + [_property("sty", "String", sty) for sty in store.semantic_types(conn, rxcui)]
+    ndcs = [_property("ndc", "String", ndc) for ndc in found.ndcs]
+    return related + ndcs + [_property("sty", "String", sty) for sty in found.semantic_types]
 
 
 def _property(code: str, value_type: str, value: Any) -> Part:

@@ -7,10 +7,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    FromClause,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
 from fhir_server.terminology.schema import (
+    RXCUI,
     rxnorm_concept,
     rxnorm_display,
     rxnorm_history,
@@ -25,6 +45,8 @@ MAX_REMAP_HOPS = 5
 FREQUENCY_CAP = 1_000  # enough to tell a selective word from a common one
 TOTAL_CAP = 10_000  # beyond this many matches the total is not counted
 ACTIVE = "N"  # RXNCONSO SUPPRESS: N = not suppressed
+
+Query = Select[*tuple[Any, ...]]  # a SELECT of any columns
 
 
 @dataclass(frozen=True)
@@ -78,36 +100,94 @@ def current_concepts(conn: Connection, rxcui: str) -> list[Concept]:
 
 def atoms(conn: Connection, rxcui: str) -> list[tuple[str, str, str]]:
     """(source, term type, name) of every atom of the concept."""
-    query = (
-        select(rxnorm_concept.c.sab, rxnorm_concept.c.tty, rxnorm_concept.c.name)
-        .where(rxnorm_concept.c.rxcui == rxcui)
-        .order_by(rxnorm_concept.c.rxaui)
-    )
-    return [(r.sab, r.tty, r.name) for r in conn.execute(query)]
-
-
-def relations(conn: Connection, rxcui: str) -> list[Related]:
-    """The concept's relations (``has_ingredient``, ``has_tradename``, ``consists_of`` ...) with target names."""
-    query = (
-        select(rxnorm_relation.c.rela, rxnorm_relation.c.rxcui1, rxnorm_display.c.name)
-        .distinct()
-        .join(rxnorm_display, rxnorm_display.c.rxcui == rxnorm_relation.c.rxcui1)
-        .where(rxnorm_relation.c.rxcui2 == rxcui, rxnorm_relation.c.rela != "")
-        .order_by(rxnorm_relation.c.rela, rxnorm_relation.c.rxcui1)
-    )
-    return [Related(r[0], r[1], r[2]) for r in conn.execute(query)]
+    return [(r.sab, r.tty, r.name) for r in conn.execute(_atoms(rxcui).order_by(rxnorm_concept.c.rxaui))]
 
 
 def ndcs(conn: Connection, rxcui: str) -> list[str]:
     """The 11-digit NDCs of the concept."""
-    query = select(rxnorm_ndc.c.ndc).distinct().where(rxnorm_ndc.c.rxcui == rxcui).order_by(rxnorm_ndc.c.ndc)
-    return list(conn.execute(query).scalars())
+    return sorted(conn.execute(_ndcs(rxcui)).scalars())
 
 
-def semantic_types(conn: Connection, rxcui: str) -> list[str]:
+@dataclass(frozen=True)
+class Profile:
+    """Everything ``$lookup`` tells of a concept, read in one statement."""
+
+    concept: Concept
+    version: str | None
+    atoms: list[tuple[str, str, str]]  # (source, term type, name), in RXAUI order
+    relations: list[Related]  # by relation, then RxCUI
+    ndcs: list[str]
+    semantic_types: list[str]
+
+
+def profile(conn: Connection, rxcui: str) -> Profile | None:
+    """The concept ``rxcui`` with its names, relations, NDCs, semantic types and the release version, in one
+    round trip; None when the release does not have it."""
+    rows: dict[str, list[tuple[str, ...]]] = {label: [] for label in PROFILE_PARTS}
+    for row in conn.execute(_profile_statement(), {"rxcui": rxcui}):
+        rows[row[0]].append(tuple(row[1:]))
+    if not rows["concept"]:
+        return None
+    return Profile(
+        concept=Concept(*rows["concept"][0][:4]),
+        version=rows["version"][0][0] if rows["version"] else None,
+        atoms=[(sab, tty, name) for sab, tty, name, _rxaui in sorted(rows["atom"], key=lambda atom: atom[3])],
+        relations=[Related(rela, target, name) for rela, target, name, _ in sorted(rows["relation"])],
+        ndcs=sorted(ndc for ndc, *_ in rows["ndc"]),
+        semantic_types=sorted(sty for sty, *_ in rows["sty"]),
+    )
+
+
+PROFILE_PARTS = ("concept", "version", "atom", "relation", "ndc", "sty")
+
+
+@cache
+def _profile_statement() -> CompoundSelect[*tuple[Any, ...]]:
+    """A UNION ALL of labelled parts, built once (building it costs more than running it) for a bound
+    ``rxcui``."""
+    rxcui = bindparam("rxcui", type_=RXCUI)
+    parts = [
+        select(rxnorm_display).where(rxnorm_display.c.rxcui == rxcui),
+        select(rxnorm_release.c.version),
+        _atoms(rxcui).add_columns(rxnorm_concept.c.rxaui),
+        _relations(rxcui),
+        _ndcs(rxcui),
+        _semantic_types(rxcui),
+    ]
+    return union_all(*(_labelled(label, query) for label, query in zip(PROFILE_PARTS, parts, strict=True)))
+
+
+def _labelled(label: str, query: Query, width: int = 4) -> Query:
+    """``query``'s columns as ``width`` text columns after a label, so that different parts can be united."""
+    part = query.subquery()
+    columns = [cast(column, Text) for column in part.columns]
+    padding = [null().cast(Text) for _ in range(width - len(columns))]
+    return select(literal(label, Text).label("part"), *columns, *padding)
+
+
+def _atoms(rxcui: str | ColumnElement[str]) -> Query:
+    return select(rxnorm_concept.c.sab, rxnorm_concept.c.tty, rxnorm_concept.c.name).where(
+        rxnorm_concept.c.rxcui == rxcui
+    )
+
+
+def _relations(rxcui: str | ColumnElement[str]) -> Query:
+    """The concept's relations (``has_ingredient``, ``has_tradename``, ``consists_of`` ...) with target names."""
+    return (
+        select(rxnorm_relation.c.rela, rxnorm_relation.c.rxcui1, rxnorm_display.c.name)
+        .distinct()
+        .join(rxnorm_display, rxnorm_display.c.rxcui == rxnorm_relation.c.rxcui1)
+        .where(rxnorm_relation.c.rxcui2 == rxcui, rxnorm_relation.c.rela != "")
+    )
+
+
+def _ndcs(rxcui: str | ColumnElement[str]) -> Query:
+    return select(rxnorm_ndc.c.ndc).distinct().where(rxnorm_ndc.c.rxcui == rxcui)
+
+
+def _semantic_types(rxcui: str | ColumnElement[str]) -> Query:
     """The semantic type names (RXNSTY) of the concept."""
-    query = select(rxnorm_semantic_type.c.sty).distinct().where(rxnorm_semantic_type.c.rxcui == rxcui)
-    return sorted(conn.execute(query).scalars())
+    return select(rxnorm_semantic_type.c.sty).distinct().where(rxnorm_semantic_type.c.rxcui == rxcui)
 
 
 def concepts_for_ndcs(conn: Connection, candidates: Sequence[str]) -> list[tuple[str, Concept]]:

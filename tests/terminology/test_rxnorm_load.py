@@ -101,7 +101,8 @@ def test_real_extracts(engine: Engine, tmp_path: Path) -> None:
     }
     with engine.connect() as conn:
         assert store.concept(conn, "161") == store.Concept("161", "acetaminophen", "IN", "N")
-        assert "Pharmacologic Substance" in store.semantic_types(conn, "161")
+        found = store.profile(conn, "161")
+        assert found is not None and "Pharmacologic Substance" in found.semantic_types
         assert [c.rxcui for c in store.current_concepts(conn, "91811")] == []  # 857082 is not in the extract
 
 
