@@ -23,6 +23,7 @@ from fhir_server.config import Settings
 from fhir_server.storage.engine import is_sqlite, make_engine
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
+from fhir_server.terminology import seed
 from hl7_gateway.server import MllpService
 from smart_auth.service import WELL_KNOWN_PATH, SmartAuth
 
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FhirApp:
         if auth is not None:
             auth.start()
         workers.start()
+        # RxNorm's seed and CodeSystem resource, so that clients discover them before any terminology call.
+        await to_thread.run_sync(seed.ensure, ctx)
         if mllp is not None:
             await mllp.start()
         yield

@@ -57,9 +57,13 @@ ROUTES: list[Route] = [
     route("GET", rf"{TYPE}/_history", listing.history, "s"),
     route("POST", rf"{TYPE}/\$validate", validate.validate, "r"),
     *operation(r"CodeSystem/\$lookup", lookup.lookup, "r"),
+    *operation(rf"CodeSystem/{ID}/\$lookup", lookup.lookup, "r"),
     *operation(r"ValueSet/\$expand", expand.expand, "r"),
+    *operation(rf"ValueSet/{ID}/\$expand", expand.expand, "r"),
     *operation(r"CodeSystem/\$validate-code", validate_code.code_system, "r"),
+    *operation(rf"CodeSystem/{ID}/\$validate-code", validate_code.code_system, "r"),
     *operation(r"ValueSet/\$validate-code", validate_code.value_set, "r"),
+    *operation(rf"ValueSet/{ID}/\$validate-code", validate_code.value_set, "r"),
     *operation(r"ConceptMap/\$translate", translate.translate, "r"),
     *operation(r"\$export", bulk.kickoff_system, None),  # bulk: access checked by the handlers
     *operation(r"Patient/\$export", bulk.kickoff_patient, None),

@@ -5,9 +5,8 @@ https://hl7.org/fhir/R4/valueset-operation-expand.html
 ("amox 500" finds "Amoxicillin 500 MG Oral Capsule"). When nothing matches, misspelt words are replaced
 by the closest words of the release (in the spirit of RxNav's approximateTerm) and the search runs again.
 
-``url`` is the implicit all-of-RxNorm value set or a stored ValueSet whose ``compose`` includes RxNorm by term
-type (``filter`` property ``TTY``, op ``=`` or ``in`` with comma-separated values, as in the DAF/US Core RxNorm
-value sets) and/or by ``concept`` codes, and may exclude term types the same way.
+The value set is the implicit all-of-RxNorm one or a stored ValueSet of RxNorm concepts (``url``, or the id in
+``ValueSet/{id}/$expand``; see :mod:`.value_sets`).
 """
 
 from __future__ import annotations
@@ -20,23 +19,20 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection
 
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.errors import BadRequest
-from fhir_server.search.query import parse_search
 from fhir_server.storage.model import instant, utc_now
-from fhir_server.terminology import seed, store
-from fhir_server.terminology.normalize import IMPLICIT_VALUE_SET, RXNORM, name_words
-from fhir_server.terminology.parameters import count_input, operation_inputs, required
+from fhir_server.terminology import seed, store, value_sets
+from fhir_server.terminology.normalize import RXNORM, name_words
+from fhir_server.terminology.parameters import count_input, operation_inputs
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
 CLOSE_WORDS, CLOSENESS, FIXED_START_FROM = 3, 0.75, 5
 
 
-def expand(ctx: Context, req: FhirRequest) -> FhirResponse:
-    """GET or POST ValueSet/$expand?url=<RxNorm>?fhir_vs&filter=...&count=&offset=."""
+def expand(ctx: Context, req: FhirRequest, id: str | None = None) -> FhirResponse:
+    """GET or POST ValueSet/$expand?url=<RxNorm>?fhir_vs&filter=...&count=&offset=, or ValueSet/{id}/$expand."""
     inputs = operation_inputs(req)
-    url = required(inputs, "url")
-    scoped = [] if url == IMPLICIT_VALUE_SET else value_set_scope(_stored_value_set(ctx, url))
+    url, scoped = value_sets.scope_of(ctx, inputs, id)
     text = inputs.get("filter", "")
     count = count_input(inputs, "count", DEFAULT_COUNT, MAX_COUNT)
     offset = count_input(inputs, "offset", 0, 2**31 - 1)
@@ -54,45 +50,6 @@ def matching(
     if total == 0 and words:
         total, page = store.search(conn, [_close_words(conn, w) for w in words], count, offset, scoped)
     return total, page
-
-
-def _stored_value_set(ctx: Context, url: str) -> dict[str, Any]:
-    """The stored ValueSet with canonical ``url``; a 400 naming ``url`` when there is none."""
-    query = parse_search("ValueSet", [("url", url), ("_count", "1")])
-    found = ctx.read(lambda unit: unit.search(query)).matches
-    if not found:
-        raise BadRequest(f"no ValueSet with url '{url}' is known (nor is it {IMPLICIT_VALUE_SET})", expression="url")
-    return found[0].resource()
-
-
-def value_set_scope(value_set: dict[str, Any]) -> list[ColumnElement[bool]]:
-    """The store conditions of a ValueSet's ``compose``; a 400 naming the element this server cannot expand."""
-    compose = value_set.get("compose") or {}
-    includes = [_include(rule, f"ValueSet.compose.include[{i}]") for i, rule in enumerate(compose.get("include", []))]
-    excluded: set[str] = set()
-    for i, rule in enumerate(compose.get("exclude", [])):
-        where = f"ValueSet.compose.exclude[{i}]"
-        include = _include(rule, where)
-        if include.codes is not None or include.ttys is None:
-            raise BadRequest("only term types (filter TTY) can be excluded from RxNorm", expression=where)
-        excluded |= include.ttys
-    if not includes:
-        raise BadRequest("the ValueSet includes no RxNorm concepts", expression="ValueSet.compose.include")
-    return store.scope(includes, frozenset(excluded))
-
-
-def _include(rule: dict[str, Any], where: str) -> store.Include:
-    """One include (or exclude) rule: RxNorm by TTY filters (intersected) and/or listed concepts."""
-    if rule.get("system") != RXNORM or rule.get("valueSet"):
-        raise BadRequest(f"this server expands {RXNORM} rules only", expression=f"{where}.system")
-    ttys: frozenset[str] | None = None
-    for j, condition in enumerate(rule.get("filter", [])):
-        if condition.get("property") not in ("TTY", "tty") or condition.get("op") not in ("=", "in"):
-            raise BadRequest("only 'TTY = x' and 'TTY in x,y' filters are supported", expression=f"{where}.filter[{j}]")
-        values = frozenset(v.strip() for v in str(condition.get("value", "")).split(",") if v.strip())
-        ttys = values if ttys is None else ttys & values
-    codes = frozenset(c["code"] for c in rule["concept"]) if rule.get("concept") else None
-    return store.Include(ttys, codes)
 
 
 def _close_words(conn: Connection, word: str) -> list[str]:

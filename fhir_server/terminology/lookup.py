@@ -13,17 +13,17 @@ from sqlalchemy import Connection
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.terminology import seed, store
-from fhir_server.terminology.normalize import IMPLICIT_VALUE_SET, RXNORM
+from fhir_server.terminology.normalize import RXNORM
 from fhir_server.terminology.parameters import Part, operation_inputs, parameter, parameters, parts, required
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"
 TTY_SYSTEM = f"{RXNORM}/tty"  # designation.use: the RxNorm term type of the name
 
 
-def lookup(ctx: Context, req: FhirRequest) -> FhirResponse:
-    """GET or POST CodeSystem/$lookup?system=<RxNorm>&code=<RxCUI>."""
+def lookup(ctx: Context, req: FhirRequest, id: str | None = None) -> FhirResponse:
+    """GET or POST CodeSystem/$lookup?system=<RxNorm>&code=<RxCUI>, or CodeSystem/rxnorm/$lookup?code=..."""
     inputs = operation_inputs(req)
-    check_system(required(inputs, "system"))
+    check_system(code_system_url(ctx, id) if id is not None else required(inputs, "system"))
     code = required(inputs, "code")
     seed.ensure(ctx)
     return FhirResponse(200, ctx.read(lambda unit: describe(unit.conn, code)), subsettable=False)
@@ -35,10 +35,10 @@ def check_system(system: str) -> None:
         raise BadRequest(f"this server looks up codes of {RXNORM} only, not '{system}'", expression="system")
 
 
-def check_value_set(url: str) -> None:
-    """Only the implicit all-of-RxNorm value set is served: a 400 naming ``url`` otherwise."""
-    if url != IMPLICIT_VALUE_SET:
-        raise BadRequest(f"only the implicit value set {IMPLICIT_VALUE_SET} is known, not '{url}'", expression="url")
+def code_system_url(ctx: Context, id: str) -> str:
+    """The canonical url of the stored CodeSystem ``id`` (instance-level operations); 404 when unknown."""
+    seed.ensure(ctx)  # the RxNorm CodeSystem resource is written with the seed
+    return str(ctx.read(lambda unit: unit.read("CodeSystem", id)).resource().get("url", ""))
 
 
 def describe(conn: Connection, code: str) -> dict[str, Any]:

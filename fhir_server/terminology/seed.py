@@ -1,8 +1,8 @@
 """The embedded RxNorm seed (``rxnorm_seed.json``, built by ``generate_seed``): loaded when no release is.
 
-It is loaded lazily, by the first terminology request or medication write that needs the store, rather than
-at migration or start-up: migrations and the app factory belong to storage and the API, the seed costs
-nothing to deployments that never use RxNorm, and every reader of the store comes through ``ensure``. The
+The server loads it when it starts (about 25 ms, once per database), so that ``GET CodeSystem/rxnorm`` and
+the CapabilityStatement's RxNorm answer before any terminology call; every other reader of the store (the
+CLI importer, a stand-alone MLLP listener, tests on a bare repository) comes through ``ensure`` too. The
 load is the release loader's own replacement (one transaction, under the release lock, with the CodeSystem
 resource), so it is idempotent (a second caller finds a release and does nothing) and a later
 ``fhir-server rxnorm load`` replaces it atomically like any older release.

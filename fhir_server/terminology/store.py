@@ -79,6 +79,12 @@ def concept(conn: Connection, rxcui: str) -> Concept | None:
     return Concept(row.rxcui, row.name, row.tty, row.suppress) if row else None
 
 
+def contains(conn: Connection, rxcui: str, scoped: Sequence[ColumnElement[bool]]) -> bool:
+    """Whether the concept ``rxcui`` meets the conditions ``scoped`` (a value set's ``scope``)."""
+    query = select(rxnorm_display.c.rxcui).where(rxnorm_display.c.rxcui == rxcui, *scoped)
+    return conn.execute(query).first() is not None
+
+
 def current_concepts(conn: Connection, rxcui: str) -> list[Concept]:
     """What a retired RxCUI became (RXNCUI), following remaps to concepts the release has."""
     pending, found, seen = [rxcui], list[Concept](), {rxcui}

@@ -304,3 +304,62 @@ def test_code_system_resource_and_capability(client: httpx.Client) -> None:
     } in statement["extension"]
     (resource,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "CodeSystem"]
     assert "CodeSystem with id 'rxnorm'" in resource["documentation"]
+
+
+def test_instance_level_operations_on_the_rxnorm_code_system(client: httpx.Client) -> None:
+    response = client.get("CodeSystem/rxnorm/$lookup", params={"code": "313782"})
+    assert response.status_code == 200, response.text
+    assert named(response.json(), "display")[0]["valueString"] == "acetaminophen 325 MG Oral Tablet"
+    assert verdict(client, "CodeSystem/rxnorm/$validate-code", code="723") == {"result": True, "display": "amoxicillin"}
+    missing = client.get("CodeSystem/no-such-system/$lookup", params={"code": "313782"})
+    assert missing.status_code == 404, missing.text
+    assert "CodeSystem/no-such-system" in missing.json()["issue"][0]["diagnostics"]
+    loinc = {"resourceType": "CodeSystem", "id": "loinc-here", "url": "http://loinc.org", "status": "active"}
+    assert client.put("CodeSystem/loinc-here", json={**loinc, "content": "not-present"}).status_code in (200, 201)
+    assert_outcome(client.get("CodeSystem/loinc-here/$lookup", params={"code": "1-8"}), 400, "invalid", "system")
+
+
+def _clinical_drugs(client: httpx.Client, id: str) -> str:
+    """A stored ValueSet of the clinical drugs (SCD) and one ingredient (161), by id; its url."""
+    url = f"{CLINICAL_DRUGS}-{id}"
+    include = [
+        {"system": RXNORM, "filter": [{"property": "TTY", "op": "=", "value": "SCD"}]},
+        {"system": RXNORM, "concept": [{"code": "161"}]},
+    ]
+    body = {"resourceType": "ValueSet", "id": id, "url": url, "status": "active", "compose": {"include": include}}
+    assert client.put(f"ValueSet/{id}", json=body).status_code in (200, 201)
+    return url
+
+
+def test_instance_level_expand_of_a_stored_value_set(client: httpx.Client) -> None:
+    url = _clinical_drugs(client, "scd-and-apap")
+    response = client.get("ValueSet/scd-and-apap/$expand", params={"filter": "acetaminophen"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["url"] == url
+    assert [c["code"] for c in body["expansion"]["contains"]] == ["161", "313782"]  # the SBD 209387 is left out
+    by_post = client.post(
+        "ValueSet/scd-and-apap/$expand",
+        json={"resourceType": "Parameters", "parameter": [{"name": "filter", "valueString": "apap"}]},
+    )
+    assert [c["code"] for c in by_post.json()["expansion"]["contains"]] == ["313782"]
+    assert client.get("ValueSet/not-stored/$expand").status_code == 404
+
+
+@pytest.mark.parametrize("by", ["url", "id"])
+def test_validate_code_against_a_stored_value_set(client: httpx.Client, by: str) -> None:
+    url = _clinical_drugs(client, f"scd-{by}")
+    operation, context = (
+        ("ValueSet/$validate-code", {"url": url}) if by == "url" else (f"ValueSet/scd-{by}/$validate-code", {})
+    )
+    inside = verdict(client, operation, **context, system=RXNORM, code="313782")
+    assert inside == {"result": True, "display": "acetaminophen 325 MG Oral Tablet"}
+    assert verdict(client, operation, **context, system=RXNORM, code="161")["result"] is True
+    outside = verdict(client, operation, **context, system=RXNORM, code="209387")
+    assert outside == {
+        "result": False,
+        "message": f"RxCUI 209387 (acetaminophen 325 MG Oral Tablet [Tylenol]) is not in the value set {url}",
+        "display": "acetaminophen 325 MG Oral Tablet [Tylenol]",
+    }
+    retired = verdict(client, operation, **context, system=RXNORM, code="91811")
+    assert retired["result"] is False and "retired" in retired["message"]

@@ -33,6 +33,9 @@ def engine(fresh_database_url: str) -> Iterator[Engine]:
 
 def test_fresh_database_answers_from_the_seed(fresh_database_url: str) -> None:
     with live_server(fresh_database_url) as server, httpx.Client(base_url=server.base_url + "/") as client:
+        started = client.get("CodeSystem/rxnorm")  # there from start-up, before any terminology call
+        assert started.status_code == 200, started.text
+        assert (started.json()["url"], started.json()["version"]) == (RXNORM, VERSION)
         response = client.get("CodeSystem/$lookup", params={"system": RXNORM, "code": "313782"})
         assert response.status_code == 200, response.text
         parameters = {p["name"]: p.get("valueString") for p in response.json()["parameter"]}
