@@ -26,10 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from fhir_server.api.request import Context, FhirRequest
 from fhir_server.api.router import dispatch
 from fhir_server.errors import FhirError
-from fhir_server.storage.repository import WriteUnit
+from fhir_server.storage.repository import WriteUnit, is_collision
 from hl7_gateway.ack import (
     APPLICATION_ERROR,
     DATA_TYPE_ERROR,
@@ -39,7 +41,17 @@ from hl7_gateway.ack import (
     acknowledgement,
 )
 from hl7_gateway.batch import Batch, batch_acknowledgement, is_batch, split_batch
-from hl7_gateway.store import ERROR, PROCESSED, RECEIVED, REJECTED, AlreadyFinished, Header, MessageStore, Outcome
+from hl7_gateway.store import (
+    ERROR,
+    PROCESSED,
+    RECEIVED,
+    REJECTED,
+    AlreadyFinished,
+    Arrival,
+    Header,
+    MessageStore,
+    Outcome,
+)
 from hl7_gateway.store import StoredMessage as StoredMessage
 from mappers.errors import MappingError, UnsupportedMessage, V2Error
 from mappers.messages import map_message
@@ -48,6 +60,7 @@ from mappers.v2 import Message, decode, first_line, header_delimiters, parse
 log = logging.getLogger("hl7_gateway")
 
 REPROCESSABLE = (RECEIVED, ERROR, REJECTED)
+GROUP = 64  # messages of a batch file stored and applied per transaction
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,12 @@ class Prepared:
 
 
 class Gateway:
-    """Stores, processes and reprocesses messages for one FHIR context (repository + settings)."""
+    """Stores, processes and reprocesses messages for one FHIR context (repository + settings).
+
+    Messages go through in groups (group commit): ``receive_all`` stores a group's raw messages in one
+    transaction, ``apply_all`` applies a group in one transaction, each message under a savepoint so that one
+    refused message (AE) never undoes the others. A single message is a group of one.
+    """
 
     def __init__(self, ctx: Context, fallback_charset: str = "latin-1") -> None:
         self.ctx = ctx
@@ -123,51 +141,70 @@ class Gateway:
         self.fallback_charset = fallback_charset
 
     # -- the listener's two steps ------------------------------------------------------------------
-    def receive(self, raw: bytes, peer: str) -> Receipt:
-        """Store ``raw`` (committed before this returns) and say what to answer now."""
-        header, ack_types = read_header(raw)
-        accept = acknowledgement(None, "CA", raw_head=first_line(raw)) if ack_types.enhanced else None
+    def receive_all(self, arrivals: Sequence[tuple[bytes, str]]) -> list[Receipt]:
+        """Store the raw messages (committed before this returns) and say what to answer now to each."""
+        headers = [read_header(raw) for raw, _peer in arrivals]
+        accepts = [
+            acknowledgement(None, "CA", raw_head=first_line(raw)) if ack_types.enhanced else None
+            for (raw, _peer), (_header, ack_types) in zip(arrivals, headers, strict=True)
+        ]
+        listed = [
+            Arrival(raw, peer, header, accept)
+            for (raw, peer), (header, _types), accept in zip(arrivals, headers, accepts, strict=True)
+        ]
         try:
-            stored, new = self.store.receive(raw, peer, header, accept)
+            stored = self.store.receive_many(listed)
         except Exception:
-            log.exception("could not store an inbound HL7 v2 message")
-            return self._not_stored(raw, header, ack_types)
+            log.exception("could not store %d inbound HL7 v2 message(s)", len(listed))
+            return [self._not_stored(a.raw, a.header, types) for a, (_h, types) in zip(listed, headers, strict=True)]
+        return [
+            self._receipt(message, new, types) for (message, new), (_header, types) in zip(stored, headers, strict=True)
+        ]
+
+    def _receipt(self, stored: StoredMessage, new: bool, ack_types: AckTypes) -> Receipt:
         receipt = Receipt(stored, ack_types)
-        if accept is not None and stored.accept_ack and ack_types.accept_wanted("CA"):
+        if ack_types.enhanced and stored.accept_ack and ack_types.accept_wanted("CA"):
             receipt.replies.append(stored.accept_ack)
+        control_id = stored.header.control_id
         if new or stored.status == RECEIVED:
             receipt.pending = True
             if not new:
-                log.info("resend of unfinished message %s (id %s): processing it", header.control_id, stored.id)
+                log.info("resend of unfinished message %s (id %s): processing it", control_id, stored.id)
         else:
-            log.info("duplicate of message %s (id %s): answering its ACK again", header.control_id, stored.id)
+            log.info("duplicate of message %s (id %s): answering its ACK again", control_id, stored.id)
             if stored.ack is not None and ack_types.application_wanted(stored.ack_code or ""):
                 receipt.replies.append(stored.ack)
         return receipt
 
-    def complete(self, receipt: Receipt) -> str | None:
-        """Process a received message; its application (or original-mode) ACK, or None if none is wanted."""
-        outcome = self.run(receipt.message, (RECEIVED,))
-        return outcome.ack if receipt.ack_types.application_wanted(outcome.code) else None
+    def complete_all(self, receipts: Sequence[Receipt]) -> list[str | None]:
+        """Process received messages together; each one's application (or original-mode) ACK, None if unwanted."""
+        outcomes = self.apply_all([r.message for r in receipts], (RECEIVED,))
+        return [
+            outcome.ack if receipt.ack_types.application_wanted(outcome.code) else None
+            for receipt, outcome in zip(receipts, outcomes, strict=True)
+        ]
 
     def handle(self, raw: bytes, peer: str) -> list[str]:
         """Every answer to ``raw`` (a message or a batch), in order, without a network in between."""
         if is_batch(raw):
             return [self.batch(raw, peer)]
-        receipt = self.receive(raw, peer)
-        answer = self.complete(receipt) if receipt.pending else None
-        return receipt.replies + ([answer] if answer is not None else [])
+        (receipt,) = self.receive_all([(raw, peer)])
+        answers = self.complete_all([receipt]) if receipt.pending else []
+        return receipt.replies + [answer for answer in answers if answer is not None]
 
     def batch(self, raw: bytes, peer: str) -> str:
-        """A batch (FHS/BHS ... BTS/FTS): each message stored and processed on its own, one batch ACK back."""
+        """A batch (FHS/BHS ... BTS/FTS): its messages stored, then processed, ``GROUP`` at a time; one batch ACK."""
         batch: Batch = split_batch(raw)
         acks = []
-        for message in batch.messages:
-            receipt = self.receive(message, peer)
-            if receipt.pending:
-                acks.append(self.run(receipt.message, (RECEIVED,)).ack)
-            else:  # a duplicate (its stored ACK) or a message the store refused (the AE said so)
-                acks.append(receipt.message.ack or receipt.replies[-1])
+        for start in range(0, len(batch.messages), GROUP):
+            receipts = self.receive_all([(message, peer) for message in batch.messages[start : start + GROUP]])
+            pending = [r for r in receipts if r.pending]
+            outcomes = iter(self.apply_all([r.message for r in pending], (RECEIVED,)))
+            for receipt in receipts:
+                if receipt.pending:
+                    acks.append(next(outcomes).ack)
+                else:  # a duplicate (its stored ACK) or a message the store refused (the AE said so)
+                    acks.append(receipt.message.ack or receipt.replies[-1])
         return batch_acknowledgement(batch, acks)
 
     # -- processing ----------------------------------------------------------------------------------
@@ -178,31 +215,79 @@ class Gateway:
             return None
         if stored.status not in REPROCESSABLE:
             return Outcome(stored.ack_code or "", stored.ack or "", f"not reprocessed: it is {stored.status}")
-        return self.run(stored, (stored.status,))
+        return self.apply_all([stored], (stored.status,))[0]
 
-    def run(self, stored: StoredMessage, expected: Sequence[str]) -> Outcome:
-        """Decode, parse, map and apply ``stored``; its outcome recorded with it (unless another run won)."""
-        prepared = self.prepare(stored.raw)
-        if isinstance(prepared, Outcome):
-            return prepared if self.store.record(stored.id, prepared, expected) else self._finished(stored.id)
+    def apply_all(self, messages: Sequence[StoredMessage], expected: Sequence[str]) -> list[Outcome]:
+        """Decode, parse, map and apply ``messages`` in one transaction, each outcome recorded with it.
+
+        A message another run finished meanwhile (its row left ``expected``) keeps that run's outcome. If the
+        transaction itself fails (the database is unreachable), each gets an AE and stays ``received``, so a
+        resend processes it.
+        """
+        if not messages:
+            return []
+        prepared = [self.prepare(m.raw) for m in messages]
+        attempts = 0
+
+        def work(unit: WriteUnit) -> list[Outcome | None]:
+            nonlocal attempts
+            attempts += 1
+            return [
+                self._apply(unit, message.id, ready, expected, remap=attempts > 1)
+                for message, ready in zip(messages, prepared, strict=True)
+            ]
+
         try:
-            return self.ctx.repository.write(self._applying(stored.id, prepared, expected))
-        except AlreadyFinished:
-            return self._finished(stored.id)
-        except FhirError as error:
-            log.info(
-                "message %s refused by FHIR validation or storage: %s", stored.header.control_id, error.diagnostics
-            )
-            outcome = self._outcome(prepared.message, "AE", Problem(APPLICATION_ERROR, error.diagnostics))
+            outcomes = self.ctx.repository.write(work)
         except Exception as error:
-            log.exception("unexpected error processing HL7 v2 message %s", stored.id)
-            problem = Problem(APPLICATION_ERROR, "the message could not be processed; the error has been logged")
-            outcome = replace(self._outcome(prepared.message, "AE", problem), error=f"{type(error).__name__}: {error}")
+            log.exception("could not apply %d HL7 v2 message(s)", len(messages))
+            problem = Problem(APPLICATION_ERROR, "the message could not be processed; send it again later")
+            return [_unrecorded(ready, problem, error) for ready in prepared]
+        return [self._finished(m.id) if o is None else o for m, o in zip(messages, outcomes, strict=True)]
+
+    def _apply(
+        self, unit: WriteUnit, message_id: int, ready: Prepared | Outcome, expected: Sequence[str], remap: bool
+    ) -> Outcome | None:
+        """One message in the group's transaction: its bundle applied under a savepoint and its outcome
+        recorded; None when another run finished it first."""
+        outcome = ready if isinstance(ready, Outcome) else None
+        if isinstance(ready, Prepared):
+            try:
+                with unit.savepoint():
+                    return self._applied(unit, message_id, ready, expected, remap)
+            except AlreadyFinished:
+                return None
+            except DBAPIError as error:
+                if is_collision(error):
+                    raise  # the whole group runs again
+                outcome = self._failed(ready.message, error)
+            except FhirError as error:
+                log.info("message %s refused by FHIR validation or storage: %s", message_id, error.diagnostics)
+                outcome = self._outcome(ready.message, "AE", Problem(APPLICATION_ERROR, error.diagnostics))
+            except Exception as error:
+                outcome = self._failed(ready.message, error)
+        assert outcome is not None
         try:
-            return outcome if self.store.record(stored.id, outcome, expected) else self._finished(stored.id)
-        except Exception:
-            log.exception("could not record the outcome of HL7 v2 message %s", stored.id)
-            return outcome
+            self.store.finish(unit, message_id, outcome, expected)
+        except AlreadyFinished:
+            return None
+        return outcome
+
+    def _applied(
+        self, unit: WriteUnit, message_id: int, ready: Prepared, expected: Sequence[str], remap: bool
+    ) -> Outcome:
+        """The bundle applied through the FHIR transaction path and the message finished with AA."""
+        bundle = map_message(ready.message) if remap else ready.bundle  # a retried group starts fresh
+        request = FhirRequest("POST", "", headers={"prefer": "return=minimal"}, body=bundle)
+        dispatch(replace(self.ctx, unit=unit), request)
+        outcome = Outcome("AA", acknowledgement(ready.message, "AA"))
+        self.store.finish(unit, message_id, outcome, expected)
+        return outcome
+
+    def _failed(self, message: Message, error: Exception) -> Outcome:
+        log.error("unexpected error processing HL7 v2 message %s", message.msh.raw(10), exc_info=error)
+        problem = Problem(APPLICATION_ERROR, "the message could not be processed; the error has been logged")
+        return replace(self._outcome(message, "AE", problem), error=f"{type(error).__name__}: {error}")
 
     def prepare(self, raw: bytes) -> Prepared | Outcome:
         """Decode, parse and map; the outcome (AR/AE with ERR) when any of these refuses the message."""
@@ -225,22 +310,6 @@ class Gateway:
             problem = Problem(APPLICATION_ERROR, f"the message could not be mapped: {type(error).__name__}")
             return replace(self._outcome(message, "AE", problem), error=f"{type(error).__name__}: {error}")
 
-    def _applying(self, message_id: int, prepared: Prepared, expected: Sequence[str]) -> Any:
-        """The write-unit work: the bundle applied and the message finished, in one transaction."""
-        attempts = 0
-
-        def work(unit: WriteUnit) -> Outcome:
-            nonlocal attempts
-            attempts += 1
-            bundle = prepared.bundle if attempts == 1 else map_message(prepared.message)  # retries start fresh
-            request = FhirRequest("POST", "", headers={"prefer": "return=minimal"}, body=bundle)
-            dispatch(replace(self.ctx, unit=unit), request)
-            outcome = Outcome("AA", acknowledgement(prepared.message, "AA"))
-            self.store.finish(unit, message_id, outcome, expected)
-            return outcome
-
-        return work
-
     def _outcome(self, message: Message, code: str, problem: Problem) -> Outcome:
         return Outcome(code, acknowledgement(message, code, problem), problem.text)
 
@@ -259,6 +328,13 @@ class Gateway:
         if not ack_types.enhanced or ack_types.accept_wanted(code):
             receipt.replies.append(acknowledgement(None, code, problem, raw_head=first_line(raw)))
         return receipt
+
+
+def _unrecorded(ready: Prepared | Outcome, problem: Problem, error: Exception) -> Outcome:
+    """The answer for a message whose group transaction failed: its own AR/AE if it had one, else an AE."""
+    if isinstance(ready, Outcome):
+        return ready
+    return Outcome("AE", acknowledgement(ready.message, "AE", problem), f"{type(error).__name__}: {error}")
 
 
 def _refused(message: Message | None, code: str, problem: Problem, head: str) -> Outcome:

@@ -17,9 +17,10 @@ from typing import Any
 
 from fhir_server.api.request import Context
 from fhir_server.config import Settings
+from hl7_gateway.ack import encode_ack
 from hl7_gateway.batch import is_batch
 from hl7_gateway.mllp import Deframer, TooLarge, frame
-from hl7_gateway.process import Gateway, read_header, too_large
+from hl7_gateway.process import GROUP, Gateway, Receipt, too_large
 
 log = logging.getLogger("hl7_gateway")
 
@@ -56,13 +57,75 @@ class ListenerSettings:
         return context
 
 
+@dataclass
+class Submitted:
+    """A message handed to the pipeline: resolved once stored (its receipt) and once applied (its ACK)."""
+
+    raw: bytes
+    peer: str
+    received: asyncio.Future[Receipt]
+    completed: asyncio.Future[str | None]
+
+
+class Pipeline:
+    """Every connection's messages, stored and applied in groups: group commit.
+
+    One drain task takes whatever messages are waiting (up to ``group``), stores them in one transaction,
+    answers what can be answered at once (accept ACKs, duplicates), then applies them in one transaction and
+    answers the rest. Messages that arrive meanwhile form the next group, so a quiet listener answers each
+    message on its own and a busy one commits many per transaction. A connection's messages stay in order:
+    it sends its next message only after the ACK of the previous (and the pipeline keeps arrival order).
+    """
+
+    def __init__(self, gateway: Gateway, group: int = GROUP) -> None:
+        self.gateway = gateway
+        self.group = group
+        self.queue: asyncio.Queue[Submitted] = asyncio.Queue()
+        self.drain: asyncio.Task[None] | None = None
+
+    def submit(self, raw: bytes, peer: str) -> Submitted:
+        loop = asyncio.get_running_loop()
+        item = Submitted(raw, peer, loop.create_future(), loop.create_future())
+        self.queue.put_nowait(item)
+        if self.drain is None or self.drain.done():
+            self.drain = loop.create_task(self._drain())
+        return item
+
+    async def _drain(self) -> None:
+        """Process groups until nothing is waiting (the next submit starts a new drain)."""
+        while not self.queue.empty():
+            group = [self.queue.get_nowait() for _ in range(min(self.group, self.queue.qsize()))]
+            try:
+                await self._process(group)
+            except Exception as error:  # the gateway answers its own errors; this is a bug: fail loudly
+                log.exception("MLLP pipeline failed on a group of %d message(s)", len(group))
+                for item in group:
+                    for future in (item.received, item.completed):
+                        if not future.done():
+                            future.set_exception(error)
+
+    async def _process(self, group: list[Submitted]) -> None:
+        loop = asyncio.get_running_loop()
+        receipts = await loop.run_in_executor(None, self.gateway.receive_all, [(i.raw, i.peer) for i in group])
+        for item, receipt in zip(group, receipts, strict=True):
+            item.received.set_result(receipt)
+        pending = [(item, receipt) for item, receipt in zip(group, receipts, strict=True) if receipt.pending]
+        acks = await loop.run_in_executor(None, self.gateway.complete_all, [receipt for _, receipt in pending])
+        for (item, _receipt), ack in zip(pending, acks, strict=True):
+            item.completed.set_result(ack)
+        for item in group:
+            if not item.completed.done():
+                item.completed.set_result(None)
+
+
 async def start_listener(ctx: Context, settings: ListenerSettings) -> asyncio.Server:
     """Listen for MLLP connections; returns the running server (its sockets give the bound port)."""
     gateway = Gateway(ctx, settings.fallback_charset)
+    pipeline = Pipeline(gateway)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await _serve_connection(gateway, settings, reader, writer)
+            await _serve_connection(gateway, pipeline, settings, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
@@ -74,7 +137,11 @@ async def start_listener(ctx: Context, settings: ListenerSettings) -> asyncio.Se
 
 
 async def _serve_connection(
-    gateway: Gateway, settings: ListenerSettings, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    gateway: Gateway,
+    pipeline: Pipeline,
+    settings: ListenerSettings,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     deframer = Deframer(settings.max_message_bytes)
     peer = _peer(writer)
@@ -90,27 +157,30 @@ async def _serve_connection(
             if isinstance(message, TooLarge):
                 await _answer(writer, too_large(message.head, settings.max_message_bytes))
             else:
-                await _process(gateway, writer, message, peer)
+                await _process(gateway, pipeline, writer, message, peer)
 
 
-async def _process(gateway: Gateway, writer: asyncio.StreamWriter, raw: bytes, peer: str) -> None:
-    """Original mode and batches: one answer after processing; enhanced mode: the accept ACK first."""
-    loop = asyncio.get_running_loop()
-    if is_batch(raw) or not read_header(raw)[1].enhanced:
-        await _answer(writer, *await loop.run_in_executor(None, gateway.handle, raw, peer))
+async def _process(gateway: Gateway, pipeline: Pipeline, writer: asyncio.StreamWriter, raw: bytes, peer: str) -> None:
+    """Original mode: one answer after processing; enhanced mode: the accept ACK first. A batch file is
+    processed on its own (its messages grouped by the gateway) and answered with one batch ACK."""
+    if is_batch(raw):
+        await _answer(writer, *await asyncio.get_running_loop().run_in_executor(None, gateway.handle, raw, peer))
         return
-    receipt = await loop.run_in_executor(None, gateway.receive, raw, peer)
-    await _answer(writer, *receipt.replies)
-    if receipt.pending:
-        ack = await loop.run_in_executor(None, gateway.complete, receipt)
-        if ack is not None:
-            await _answer(writer, ack)
+    item = pipeline.submit(raw, peer)
+    receipt = await item.received
+    if receipt.ack_types.enhanced:
+        await _answer(writer, *receipt.replies)
+        ack = await item.completed
+        await _answer(writer, *([ack] if ack is not None else []))
+    else:
+        ack = await item.completed
+        await _answer(writer, *receipt.replies, *([ack] if ack is not None else []))
 
 
 async def _answer(writer: asyncio.StreamWriter, *acks: str) -> None:
     if not acks:
         return
-    writer.write(b"".join(frame(ack.encode("utf-8")) for ack in acks))
+    writer.write(b"".join(frame(encode_ack(ack)) for ack in acks))
     await writer.drain()
 
 

@@ -1,7 +1,7 @@
 """Reads and writes of the raw message store (``hl7_message``), through the Repository's write units.
 
-``receive`` inserts a message before it is processed (one statement; a resend of a stored sender +
-MSH-10 inserts nothing and returns the stored row instead). ``finish`` records the outcome inside the
+``receive_many`` inserts messages before they are processed (one statement each, one transaction for all; a
+resend of a stored sender + MSH-10 inserts nothing and returns the stored row instead). ``finish`` records the outcome inside the
 transaction that applied the message, only if nobody else finished it first, so a duplicate racing its
 original (in this process or another listener) can never apply the same message twice.
 """
@@ -55,6 +55,16 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """A message as it came off the wire, to be stored: bytes, peer, header and the accept ACK (enhanced mode)."""
+
+    raw: bytes
+    peer: str
+    header: Header
+    accept_ack: str | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How processing ended: the ACK's MSA-1, the ACK text and, when it failed, why."""
 
@@ -76,28 +86,32 @@ class MessageStore:
 
     def receive(self, raw: bytes, peer: str, header: Header, accept_ack: str | None) -> tuple[StoredMessage, bool]:
         """Store ``raw`` before processing; the row and True, or the stored original and False (a duplicate)."""
+        return self.receive_many([Arrival(raw, peer, header, accept_ack)])[0]
+
+    def receive_many(self, arrivals: Sequence[Arrival]) -> list[tuple[StoredMessage, bool]]:
+        """Store several messages in one transaction (one commit for all: group commit); for each, its row and
+        True, or the stored original and False when it is a duplicate (also of one earlier in ``arrivals``)."""
         now = utc_now()
-        values = {
+        rows = [self._values(arrival, now) for arrival in arrivals]
+
+        return self.repository.write(lambda unit: [_store(unit.conn, values) for values in rows])
+
+    def _values(self, arrival: Arrival, now: datetime) -> dict[str, object]:
+        header = arrival.header
+        return {
             "partition": self.partition,
             "received_at": now,
-            "peer": peer[:128],
+            "peer": arrival.peer[:128],
             "sending_application": header.sending_application[:255],
             "sending_facility": header.sending_facility[:255],
             "control_id": header.control_id[:255] if header.control_id else None,
             "message_type": header.message_type[:64],
             "version": header.version[:32],
-            "raw": raw,
+            "raw": arrival.raw,
             "status": RECEIVED,
-            "accept_ack": accept_ack,
+            "accept_ack": arrival.accept_ack,
             "attempts": 0,
         }
-        new_id = self.repository.write(lambda unit: _insert_new(unit.conn, values))
-        if new_id is not None:
-            return _row_from_values(new_id, values), True
-        original = self.repository.read(lambda unit: self._duplicate_of(unit.conn, values))
-        if original is None:  # deleted in between: store it as new
-            return self.receive(raw, peer, header, accept_ack)
-        return original, False
 
     def finish(self, unit: WriteUnit, message_id: int, outcome: Outcome, expected: Sequence[str] = (RECEIVED,)) -> None:
         """Record ``outcome`` in ``unit``'s transaction; AlreadyFinished when the row left ``expected`` meanwhile."""
@@ -142,16 +156,28 @@ class MessageStore:
         found = self.repository.read(lambda unit: [_stored(row) for row in unit.conn.execute(stmt)])
         return found[::-1] if newest else found
 
-    def _duplicate_of(self, conn: Connection, values: dict[str, object]) -> StoredMessage | None:
-        row = conn.execute(
-            select(hl7_message).where(
-                hl7_message.c.partition == values["partition"],
-                hl7_message.c.sending_application == values["sending_application"],
-                hl7_message.c.sending_facility == values["sending_facility"],
-                hl7_message.c.control_id == values["control_id"],
-            )
-        ).first()
-        return _stored(row) if row is not None else None
+
+def _store(conn: Connection, values: dict[str, object]) -> tuple[StoredMessage, bool]:
+    """Insert one message: its new row and True, or the stored original (same sender + MSH-10) and False."""
+    while True:  # a duplicate whose original is deleted meanwhile is stored as new
+        new_id = _insert_new(conn, values)
+        if new_id is not None:
+            return _row_from_values(new_id, values), True
+        original = _duplicate_of(conn, values)
+        if original is not None:
+            return original, False
+
+
+def _duplicate_of(conn: Connection, values: dict[str, object]) -> StoredMessage | None:
+    row = conn.execute(
+        select(hl7_message).where(
+            hl7_message.c.partition == values["partition"],
+            hl7_message.c.sending_application == values["sending_application"],
+            hl7_message.c.sending_facility == values["sending_facility"],
+            hl7_message.c.control_id == values["control_id"],
+        )
+    ).first()
+    return _stored(row) if row is not None else None
 
 
 def _insert_new(conn: Connection, values: dict[str, object]) -> int | None:

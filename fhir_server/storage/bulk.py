@@ -1,22 +1,27 @@
 """Multi-row inserts through the driver, for the write path's hot tables.
 
-PostgreSQL gets ``COPY ... FROM STDIN``; SQLite a plain ``executemany``. Both skip SQLAlchemy's
-per-row parameter processing, which cost more than the database work for a transaction Bundle.
-Rows are tuples in the order of ``columns``.
+PostgreSQL gets one ``INSERT ... SELECT FROM unnest(<one array per column>)`` statement (one round trip and
+one prepared plan whatever the number of rows), or ``COPY ... FROM STDIN`` for large inserts; SQLite a plain
+``executemany``. All skip SQLAlchemy's per-row parameter processing, which cost more than the database work
+for a transaction Bundle. Rows are tuples in the order of ``columns``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Table, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
 
 from fhir_server.storage.engine import is_sqlite
 
-COPY_FROM = 50  # rows; below this a pipelined INSERT costs fewer round trips than COPY's protocol
+COPY_FROM = 2000  # rows; from here COPY's streaming beats building one array per column
 
 
 def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -31,8 +36,8 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Se
             sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' for _ in columns)})"
             cursor.executemany(sql, [_sqlite_row(r) for r in rows])
         elif len(rows) < COPY_FROM:
-            sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('%s' for _ in columns)})"
-            cursor.executemany(sql, rows)
+            sql = _unnest_insert(table, tuple(columns))
+            cursor.execute(sql, [list(values) for values in zip(*rows, strict=True)])
         else:
             sql = f"COPY {table.name} ({names}) FROM STDIN"
             with cursor.copy(sql) as copy:
@@ -43,6 +48,20 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Se
         raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
     finally:
         cursor.close()
+
+
+@cache
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO table (columns) SELECT * FROM unnest(%s::<type>[], ...)``: one array parameter per column."""
+    arrays = ", ".join(f"%s::{_array_element_type(table.c[name].type)}[]" for name in columns)
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+
+
+def _array_element_type(column_type: TypeEngine[Any]) -> str:
+    """The column's PostgreSQL type name without a collation (an array cast takes none) or a length (a cast to
+    VARCHAR(n) would silently truncate; the insert into the column itself refuses a value too long)."""
+    name = column_type.compile(dialect=postgresql.dialect()).split(" COLLATE ", 1)[0]
+    return re.sub(r"VARCHAR\(\d+\)", "VARCHAR", name)
 
 
 def _sqlite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -301,6 +301,24 @@ class WriteUnit(ReadUnit):
         self.flush()
         return super().history(query)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Work that may fail on its own: on an exception its writes, flushed or pending, are undone (SAVEPOINT)
+        and the unit's earlier writes kept; the exception propagates. Group commit applies several HL7
+        messages in one transaction this way."""
+        self.flush()
+        written = self.written
+        nested = self.conn.begin_nested()
+        try:
+            yield
+            self.flush()
+        except BaseException:
+            self._pending.clear()
+            self.written = written
+            nested.rollback()
+            raise
+        nested.commit()
+
     # -- interactions ---------------------------------------------------------------------------
     def create(self, body: dict[str, Any], id: str | None = None) -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#create: a new resource with a server-assigned id.
@@ -581,7 +599,7 @@ class Repository:
                 with self.writing(access) as unit:
                     return work(unit)
             except _RETRYABLE as exc:
-                if not _is_collision(exc):
+                if not is_collision(exc):
                     raise
                 time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # let the other writer finish first
         raise Conflict("the write collided with concurrent writes to the same resources; retry it", code="transient")
@@ -591,7 +609,7 @@ class Repository:
             return work(unit)
 
 
-def _is_collision(exc: DBAPIError) -> bool:
+def is_collision(exc: DBAPIError) -> bool:
     """A unique-key race or a serialisation/deadlock failure: safe to run the whole unit again."""
     if isinstance(exc, IntegrityError):
         return True
@@ -599,4 +617,4 @@ def _is_collision(exc: DBAPIError) -> bool:
     return code in {"40001", "40P01"} or "database is locked" in str(exc.orig)
 
 
-__all__ = ["ReadUnit", "Repository", "SearchPage", "WriteUnit"]
+__all__ = ["ReadUnit", "Repository", "SearchPage", "WriteUnit", "is_collision"]

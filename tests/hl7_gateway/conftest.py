@@ -26,6 +26,7 @@ from hl7_gateway.mllp import Deframer, frame
 from hl7_gateway.schema import hl7_message
 from hl7_gateway.server import ListenerSettings, start_listener
 from hl7_gateway.store import MessageStore
+from mappers.v2 import decode
 from tests.shared_data import shared
 
 
@@ -125,7 +126,7 @@ def send(
         while len(acks) < expected:
             data = sock.recv(65536)
             assert data, "the listener closed the connection without answering"
-            acks += [a.decode() for a in deframer.feed(data) if isinstance(a, bytes)]
+            acks += [decode(a, "utf-8") for a in deframer.feed(data) if isinstance(a, bytes)]  # in its MSH-18 charset
         return acks
 
 
