@@ -3,6 +3,9 @@
 MSA-1: ``AA`` accepted (only after the data is committed), ``AE`` error (mapping or validation failed),
 ``AR`` reject (unparseable or unsupported). ERR follows v2.5: ERR-2 location (segment^sequence^field),
 ERR-3 HL7 error code (table 0357), ERR-4 severity, ERR-8 user message.
+
+An ACK answers in the character set of the message: it repeats the message's MSH-18 (HL7 table 0211), and
+``encode_ack`` writes it in that set (UTF-8 when none or an unknown one is declared).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mappers.v2 import DEFAULT_DELIMITERS, Delimiters, Message
+from mappers.v2 import CHARSETS, DEFAULT_DELIMITERS, Delimiters, Message, declared_charset
 
 # HL7 table 0357 (message error condition codes)
 SEGMENT_SEQUENCE_ERROR = ("100", "Segment sequence error")
@@ -42,14 +45,23 @@ def acknowledgement(message: Message | None, code: str, problem: Problem | None 
     return "\r".join(segments) + "\r"
 
 
+def encode_ack(ack: str) -> bytes:
+    """The bytes of ``ack`` in the character set its own MSH-18 declares (table 0211), UTF-8 when it declares
+    none or one Python has no codec for; a character that set cannot hold is sent as ``?``."""
+    head = ack.split("\r", 1)[0]
+    codec = CHARSETS.get(declared_charset(head.encode("utf-8")), "utf-8")
+    return ack.encode(codec, errors="replace")
+
+
 def _header_fields(message: Message | None, raw_head: str, delimiters: Delimiters) -> dict[str, str]:
-    """MSH-3..6, 9, 10, 11, 12 of the message answered, from the parsed message or its raw first line."""
+    """MSH-3..6, 9..12 and 18 of the message answered, from the parsed message or its raw first line."""
+    numbers = (3, 4, 5, 6, 9, 10, 11, 12, 18)
     if message is not None:
         msh = message.msh
-        raw = {n: msh.raw(n) for n in (3, 4, 5, 6, 9, 10, 11, 12)}
+        raw = {n: msh.raw(n) for n in numbers}
     else:
         parts = raw_head.split("|") if raw_head.startswith("MSH|") else []
-        raw = {n: parts[n - 1] if len(parts) > n - 1 else "" for n in (3, 4, 5, 6, 9, 10, 11, 12)}
+        raw = {n: parts[n - 1] if len(parts) > n - 1 else "" for n in numbers}
     trigger = raw[9].split(delimiters.component)[1] if delimiters.component in raw[9] else ""
     return {
         "sending_application": raw[5],
@@ -60,30 +72,33 @@ def _header_fields(message: Message | None, raw_head: str, delimiters: Delimiter
         "control_id": raw[10],
         "processing_id": raw[11] or "P",
         "version": raw[12] or "2.5.1",
+        "charset": raw[18],
     }
 
 
 def _msh(header: dict[str, str], d: Delimiters) -> str:
+    """The ACK's MSH: sender and receiver swapped, MSH-11/12 and (when sent) MSH-18 of the message kept."""
     encoding = d.component + d.repetition + d.escape + d.subcomponent + d.truncation
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
     message_type = d.component.join(["ACK", header["trigger"], "ACK"])
     control_id = f"ACK{next(_CONTROL_IDS)}{now[:14]}"
-    return d.field.join(
-        [
-            "MSH",
-            encoding,
-            header["sending_application"],
-            header["sending_facility"],
-            header["receiving_application"],
-            header["receiving_facility"],
-            now,
-            "",
-            message_type,
-            control_id,
-            header["processing_id"],
-            header["version"],
-        ]
-    )
+    fields = [
+        "MSH",
+        encoding,
+        header["sending_application"],
+        header["sending_facility"],
+        header["receiving_application"],
+        header["receiving_facility"],
+        now,
+        "",
+        message_type,
+        control_id,
+        header["processing_id"],
+        header["version"],
+    ]
+    if header["charset"]:
+        fields += ["", "", "", "", "", header["charset"]]  # MSH-13..17 empty, MSH-18
+    return d.field.join(fields)
 
 
 def _err(problem: Problem, d: Delimiters) -> str:

@@ -374,19 +374,52 @@ def cq_to_quantity(amount: str, unit: Field) -> JSON | None:
 def ed_to_attachment(ed: Field) -> JSON | None:
     """ED (source^type^subtype^encoding^data) -> Attachment: contentType from type/subtype, data as base64.
 
-    Base64 data is kept as sent; Hex is re-encoded; other encodings (A = ASCII) are text, base64-encoded.
+    The data is decoded by its encoding (ED-4, HL7 table 0299: ``Base64``, ``Hex``, ``A`` = ASCII text) and
+    sent on as base64; data that is not valid in its encoding, or an unknown encoding, is an InvalidValue.
     """
     data, encoding = ed.component(5), ed.component(4).upper()
     if not data:
         return None
-    if encoding == "HEX":
-        try:
-            data = base64.b64encode(bytes.fromhex(data)).decode("ascii")
-        except ValueError as error:
-            raise InvalidValue(f"ED data {data[:20]!r} is not hexadecimal") from error
-    elif encoding != "BASE64":
-        data = base64.b64encode(data.encode("utf-8")).decode("ascii")
-    return {"contentType": media_type(ed.component(2), ed.component(3)), "data": data}
+    content = ENCODED_DATA.get(encoding)
+    if content is None:
+        raise InvalidValue(f"ED-4 encoding {ed.component(4)!r} is not one of A, Hex, Base64 (HL7 table 0299)")
+    return {
+        "contentType": media_type(ed.component(2), ed.component(3)),
+        "data": base64.b64encode(content(data)).decode("ascii"),
+    }
+
+
+def base64_bytes(data: str) -> bytes:
+    """The bytes of base64 text (line breaks and spaces ignored)."""
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except ValueError as error:
+        raise InvalidValue(f"ED data {data[:20]!r}... is not base64") from error
+
+
+def hex_bytes(data: str) -> bytes:
+    """The bytes of hexadecimal text (spaces ignored)."""
+    try:
+        return bytes.fromhex("".join(data.split()))
+    except ValueError as error:
+        raise InvalidValue(f"ED data {data[:20]!r}... is not hexadecimal") from error
+
+
+def text_bytes(data: str) -> bytes:
+    """The bytes of text data (``A``): UTF-8, which is ASCII for the ASCII text the encoding promises."""
+    return data.encode("utf-8")
+
+
+# HL7 table 0299 (ED-4 encoding) -> how the data's bytes are read; an empty encoding is text.
+ENCODED_DATA = {"BASE64": base64_bytes, "HEX": hex_bytes, "A": text_bytes, "": text_bytes}
+
+
+def rp_to_attachment(rp: Field) -> JSON | None:
+    """RP (pointer^application id^type^subtype) -> Attachment: the pointer as url, contentType from type/subtype."""
+    pointer = rp.component(1)
+    if not pointer:
+        return None
+    return {"contentType": media_type(rp.component(3), rp.component(4)), "url": pointer}
 
 
 def media_type(kind: str, subtype: str) -> str:

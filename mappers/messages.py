@@ -46,7 +46,8 @@ def add_order_group(builder: BundleBuilder, group: Group, context: JSON, order_f
     """One OBR group: ServiceRequest, Specimens, Observations (with their NTE notes); the fullUrls made.
 
     ``placing``: the message places the order (ORM/OML), so the ServiceRequest is updated from it and its OBX
-    are ask-at-order-entry answers (``supportingInfo``); otherwise (ORU) it is only created when absent.
+    are ask-at-order-entry answers (``supportingInfo``); otherwise (ORU) it is only created when absent, and
+    OBX carrying documents (ED, RP) become the report's ``presentedForm`` instead of Observations.
     """
     offset = builder.offset
     obr_position, obr = group[0]
@@ -58,16 +59,27 @@ def add_order_group(builder: BundleBuilder, group: Group, context: JSON, order_f
         for position, spm in group
         if spm.name == "SPM"
     ]
+    documents = {} if placing else report_documents(group)
     results = [
         add_observation(builder, group, index, context, specimens[:1])
         for index, (_, segment) in enumerate(group)
-        if segment.name == "OBX"
+        if segment.name == "OBX" and index not in documents
     ]
     order["specimen"] = references(specimens)
     order["supportingInfo"] = references(results) if placing else []
     order = {key: value for key, value in order.items() if value}
     request = match_request(order, placing, *code_criterion(order.get("code")))
-    return {"order": builder.add(order, obr_position, request), "specimens": specimens, "results": results}
+    made = {"order": builder.add(order, obr_position, request), "specimens": specimens, "results": results}
+    return {**made, "presentedForm": [document for document in documents.values() if document]}
+
+
+def report_documents(group: Group) -> dict[int, JSON | None]:
+    """The ED/RP OBX of a result group (by index in ``group``) as the report's presentedForm Attachments."""
+    return {
+        index: segments.map_obx_attachment(obx)
+        for index, (_, obx) in enumerate(group)
+        if obx.name == "OBX" and segments.is_attachment(obx)
+    }
 
 
 def add_report(builder: BundleBuilder, group: Group, context: JSON, made: JSON) -> None:
@@ -75,6 +87,7 @@ def add_report(builder: BundleBuilder, group: Group, context: JSON, made: JSON) 
     report = {**segments.map_obr_report(group[0][1], builder.offset), **context}
     report.update(basedOn=references([made["order"]]), result=references(made["results"]))
     report["specimen"] = references(made["specimens"])
+    report["presentedForm"] = made["presentedForm"]
     builder.add({key: value for key, value in report.items() if value}, group[0][0])
 
 

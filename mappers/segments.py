@@ -57,6 +57,8 @@ REPORT_STATUS = {
 }
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 TEXT_TYPES = {"ST", "TX", "FT"}
+# OBX-2 value types whose OBX-5 is a document: DiagnosticReport.presentedForm, not an Observation.
+ATTACHMENT_TYPES = {"ED": dt.ed_to_attachment, "RP": dt.rp_to_attachment}
 
 
 def located(segment: Segment, n: int, read: Callable[[Field], T]) -> T:
@@ -226,6 +228,23 @@ def map_obx(obx: Segment, offset: str) -> JSON:
             "interpretation": every(obx, 8, interpretation),
         }
     )
+
+
+def is_attachment(obx: Segment) -> bool:
+    """Whether the OBX carries a document (value type ED or RP) rather than an observed value."""
+    return obx.value(2).upper() in ATTACHMENT_TYPES
+
+
+def map_obx_attachment(obx: Segment) -> JSON | None:
+    """OBX of type ED/RP -> an Attachment for DiagnosticReport.presentedForm, titled by OBX-3.
+
+    An R4 Observation has no valueAttachment; the report's presentedForm is where R4 maps ED/RP
+    (https://hl7.org/fhir/R4/diagnosticreport-mappings.html).
+    """
+    attachment = located(obx, 5, ATTACHMENT_TYPES[obx.value(2).upper()])
+    title = dt.cwe_to_codeable_concept(obx.field(3)) or {}
+    text = title.get("text") or next((c.get("display") for c in title.get("coding", [])), None)
+    return compact({**attachment, "title": text}) if attachment else None
 
 
 def interpretation(field: Field) -> JSON | None:

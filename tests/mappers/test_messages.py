@@ -301,7 +301,7 @@ def test_unsupported_message_type() -> None:
 
 
 def test_unsupported_value_type_names_the_field() -> None:
-    text = "MSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\rPID|1||1\rOBR|1\rOBX|1|ED|X^Y^L||^AP^^Base64^QUJD||||||F\r"
+    text = "MSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\rPID|1||1\rOBR|1\rOBX|1|ZZ|X^Y^L||QUJD||||||F\r"
     with pytest.raises(InvalidValue) as caught:
         map_message(parse(text))
     assert caught.value.field == "OBX-2"
