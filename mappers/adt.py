@@ -1,4 +1,5 @@
-"""ADT (admit, discharge, transfer) messages -> Patient, Encounter, AllergyIntolerance, Condition; A40 merge.
+"""ADT (admit, discharge, transfer) messages -> Patient, Encounter, AllergyIntolerance, Condition; A40 merge
+(a ``Patient/$merge`` entry).
 
 https://build.fhir.org/ig/HL7/v2-to-fhir/message_maps.html . The Patient is updated by identifier (PID-3),
 NK1 become ``Patient.contact`` so each update replaces them, and the Encounter (PV1-19) is updated with the
@@ -7,8 +8,6 @@ status the trigger event gives (IG ConceptMap table-hl70003-to-encounter-status)
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from mappers import segments
 from mappers.bundle import (
     BundleBuilder,
@@ -16,8 +15,8 @@ from mappers.bundle import (
     add_conditions,
     add_encounter,
     add_patient,
+    chosen_identifier,
     context_of,
-    identifier_token,
     patient_resource,
     positioned,
 )
@@ -54,51 +53,33 @@ def map_adt(message: Message) -> JSON:
 
 
 def map_merge(message: Message) -> JSON:
-    """ADT^A40 -> per PID/MRG pair: the surviving Patient (PID, updated) ``replaces`` the prior one (MRG-1),
-    which is patched to ``active: false`` with a ``replaced-by`` link.
+    """ADT^A40 -> the surviving Patient (the first PID, updated by identifier) and a ``Patient/$merge`` of the
+    prior patient (MRG-1) into it.
 
-    The prior Patient must exist (a conditional PATCH on its identifier); moving the references of other
-    resources onto the survivor needs the repository and is not expressible in a Bundle.
+    The merge (fhir_server.operations.merge, after FHIR R5's Patient/$merge) runs in the same transaction,
+    after the survivor is written: the resources referring to the prior patient are moved onto the survivor,
+    the prior patient becomes inactive and ``replaced-by`` the survivor, and the survivor ``replaces`` it.
+    The prior patient must exist, and must not have been merged already.
     """
     builder = BundleBuilder(message)
-    found = patient_resource(builder)
     mrg = positioned(message, "MRG")
-    if found is None or not mrg:
+    if patient_resource(builder) is None or not mrg:
         raise MappingError("ADT^A40 needs a PID and an MRG segment", field="MRG-1")
-    prior = identifier_token(segments.map_mrg(mrg[0][1]))
+    position, segment = mrg[0]
+    prior = chosen_identifier(segments.map_mrg(segment))
     if prior is None:
-        raise MappingError("MRG-1 has no prior patient identifier", segment=mrg[0][0], field="MRG-1")
-    prior_query = "identifier=" + quote(prior, safe=":/|")
-    survivor_link = {"other": {"reference": f"Patient?{prior_query}"}, "type": "replaces"}
-    survivor = add_patient(builder, update=True, link=[survivor_link])
-    patch = replaced_by_patch(survivor or "")
-    builder.add(patch, mrg[0][0], {"method": "PATCH", "url": f"Patient?{prior_query}"})
+        raise MappingError("MRG-1 has no prior patient identifier", segment=position, field="MRG-1")
+    survivor = add_patient(builder, update=True)
+    builder.add(merge_parameters(prior, survivor or ""), position, {"method": "POST", "url": "Patient/$merge"})
     return builder.bundle()
 
 
-def replaced_by_patch(survivor: str) -> JSON:
-    """A FHIRPath Patch (Parameters) making a Patient inactive and ``replaced-by`` the ``survivor``."""
-    link = {
-        "part": [
-            {"name": "other", "valueReference": {"reference": survivor}},
-            {"name": "type", "valueCode": "replaced-by"},
-        ]
-    }
+def merge_parameters(prior: JSON, survivor: str) -> JSON:
+    """The input of ``Patient/$merge``: the patient with identifier ``prior`` into the ``survivor`` reference."""
     return {
         "resourceType": "Parameters",
         "parameter": [
-            patch_operation("delete", "Patient.active"),
-            patch_operation("add", "Patient", "active", {"valueBoolean": False}),
-            patch_operation("add", "Patient", "link", link),
+            {"name": "source-patient-identifier", "valueIdentifier": prior},
+            {"name": "target-patient", "valueReference": {"reference": survivor}},
         ],
     }
-
-
-def patch_operation(kind: str, path: str, name: str = "", value: JSON | None = None) -> JSON:
-    """One FHIRPath Patch operation: ``kind`` at ``path``, adding element ``name`` with ``value``."""
-    parts: list[JSON] = [{"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}]
-    if name:
-        parts.append({"name": "name", "valueString": name})
-    if value is not None:
-        parts.append({"name": "value", **value})
-    return {"name": "operation", "part": parts}

@@ -68,9 +68,14 @@ def message_source(msh: Segment) -> str:
     return f"urn:hl7v2:{application}:{facility}#{control_id}"
 
 
+def chosen_identifier(identifiers: list[JSON]) -> JSON | None:
+    """The identifier to match a resource by: the first with a system, else the first; None without any."""
+    return next((i for i in identifiers if "system" in i), identifiers[0] if identifiers else None)
+
+
 def identifier_token(identifiers: list[JSON]) -> str | None:
-    """``system|value`` of the first identifier (one with a system preferred), or None."""
-    chosen = next((i for i in identifiers if "system" in i), identifiers[0] if identifiers else None)
+    """``system|value`` of the chosen identifier (see ``chosen_identifier``), or None."""
+    chosen = chosen_identifier(identifiers)
     if chosen is None:
         return None
     return f"{chosen['system']}|{chosen['value']}" if "system" in chosen else chosen["value"]

@@ -1,8 +1,10 @@
 """Batch and transaction Bundles posted to the base: https://hl7.org/fhir/R4/http.html#transaction
 
 A transaction runs every entry in one WriteUnit (all or nothing): DELETE, then POST, then PUT/PATCH, then
-GET. ``urn:uuid:`` fullUrls get ids before anything is written, and references to them, and conditional
-references (``Patient?identifier=sys|val``), are rewritten. A batch answers each entry on its own.
+operations invoked with POST (``Patient/$merge``: they act on what the writes left), then GET.
+``urn:uuid:`` fullUrls get ids before anything is written, and references to them, and conditional
+references (``Patient?identifier=sys|val``), are rewritten, in an operation's Parameters as in a resource.
+A batch answers each entry on its own.
 The HL7 v2 gateway and ``fhir-server import`` apply their Bundles through ``apply_bundle`` too.
 """
 
@@ -27,8 +29,10 @@ from fhir_server.formats.json import json_bytes, parse_json
 from fhir_server.search.query import SearchQuery
 from fhir_server.storage.model import instant
 from fhir_server.storage.repository import ReadUnit, WriteUnit, new_id
+from resources.references import reference_elements
 
-ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 4, "HEAD": 4}
+OPERATION_ORDER = 3  # a POSTed operation: after the writes, before the reads
 _HEADERS = {
     "ifMatch": "if-match",
     "ifNoneMatch": "if-none-match",
@@ -63,6 +67,16 @@ class Entry:
     @property
     def resource_type(self) -> str:
         return self.path.split("/", 1)[0]
+
+    @property
+    def is_operation(self) -> bool:
+        """Whether the entry invokes an operation (``Patient/$merge``): it writes no resource of its own."""
+        return any(part.startswith("$") for part in self.path.split("/"))
+
+    @property
+    def order(self) -> int:
+        """Where the entry runs in a transaction (https://hl7.org/fhir/R4/http.html#trules)."""
+        return OPERATION_ORDER if self.is_operation and self.method == "POST" else ORDER[self.method]
 
     def label(self) -> str:
         return f"Bundle.entry[{self.index}]"
@@ -163,7 +177,7 @@ def _run_transaction(ctx: Context, req: FhirRequest, entries: list[Entry], dispa
         with failing(entry):
             resolver.rewrite(entry.resource)
     responses: list[FhirResponse | None] = [None] * len(entries)
-    for entry in sorted(entries, key=lambda e: ORDER[e.method]):
+    for entry in sorted(entries, key=lambda e: e.order):
         with failing(entry):
             responses[entry.index] = _run_entry(ctx, req, entry, dispatch)
     return [r for r in responses if r is not None]
@@ -251,6 +265,8 @@ def _resolve_targets(unit: WriteUnit, entries: list[Entry], conditions: dict[int
 
 def _target(unit: WriteUnit, entry: Entry, condition: SearchQuery | None) -> str | None:
     rtype = entry.resource_type
+    if entry.is_operation:
+        return None
     if entry.method == "POST":
         if isinstance(entry.resource, dict) and entry.resource.get("resourceType") != rtype:
             raise BadRequest(
@@ -337,17 +353,9 @@ class ReferenceResolver:
         return lambda unit: ReferenceResolver(unit, {}).rewrite(resource)
 
     def rewrite(self, node: Any) -> None:
-        """Rewrite every ``reference`` in ``node`` in place (iteratively: nesting depth is the client's)."""
-        pending = [node]
-        while pending:
-            item = pending.pop()
-            if isinstance(item, dict):
-                ref = item.get("reference")
-                if isinstance(ref, str):
-                    item["reference"] = self.resolve(ref)
-                pending.extend(v for v in item.values() if isinstance(v, dict | list))
-            elif isinstance(item, list):
-                pending.extend(v for v in item if isinstance(v, dict | list))
+        """Rewrite every ``reference`` in ``node`` in place (an operation's Parameters too)."""
+        for element in reference_elements(node):
+            element["reference"] = self.resolve(element["reference"])
 
     def resolve(self, ref: str) -> str:
         if ref in self.ids:

@@ -13,7 +13,7 @@ import orjson
 
 from fhir_server import __version__
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
-from fhir_server.operations import everything
+from fhir_server.operations import everything, merge
 from fhir_server.terminology import code_system, expand, lookup, translate, validate_code
 from resources.registry import resource_types, search_params
 from smart_auth.discovery import EndpointUrls
@@ -115,6 +115,7 @@ TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
     "ConceptMap": [{"name": "translate", "definition": translate.DEFINITION}],
     "Patient": [
         {"name": "everything", "definition": everything.DEFINITION},
+        {"name": "merge", "definition": merge.DEFINITION},
         {"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/patient-export"},
     ],
     "Group": [{"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/group-export"}],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fhir_server.api import bulk, bundles, capability, interactions, listing, validate
 from fhir_server.api.request import Context, FhirRequest, FhirResponse
 from fhir_server.errors import BadRequest, MethodNotAllowed, NotFound
-from fhir_server.operations import everything
+from fhir_server.operations import everything, merge
 from fhir_server.terminology import expand, lookup, translate, validate_code
 from resources.registry import is_resource_type
 
@@ -73,6 +73,7 @@ ROUTES: list[Route] = [
     route("GET", rf"\$export-file/{JOB}/(?P<name>[A-Za-z0-9.\-]+)", bulk.file, None),
     *operation(r"Patient/\$everything", everything.everything, "r"),
     *operation(rf"Patient/{ID}/\$everything", everything.everything, "r"),
+    route("POST", r"Patient/\$merge", merge.merge, "u"),  # not idempotent: POST only
     *operation(rf"{TYPE}/{ID}/\$validate", validate.validate, "r"),
     route("GET", rf"{TYPE}/{ID}", interactions.read, "r", lookup=True),
     route("PUT", rf"{TYPE}/{ID}", interactions.update, "u"),

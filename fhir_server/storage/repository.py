@@ -36,7 +36,7 @@ from fhir_server.storage.bulk import insert_rows, next_primary_keys
 from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
 from fhir_server.storage.model import Stored, WriteResult, instant, utc_now
-from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
+from fhir_server.storage.schema import INDEX_TABLES, idx_reference, resource, resource_history
 from fhir_server.storage.statistics import PlannerStatistics
 
 T = TypeVar("T")
@@ -160,6 +160,21 @@ class ReadUnit:
         if stored.deleted:
             raise Gone(f"version {version} of {resource_type}/{id} is a deletion")
         return stored
+
+    def referencing(self, resource_type: str, id: str) -> list[tuple[int, Stored]]:
+        """The current resources (pk, version) with an indexed reference to ``resource_type/id`` on this server.
+
+        Found through the reference index, so only references at a search parameter's path count; a
+        resource that refers to the target several times is listed once.
+        """
+        pointing = select(idx_reference.c.resource_pk).where(
+            idx_reference.c.partition == self.partition,
+            idx_reference.c.target_type == resource_type,
+            idx_reference.c.target_id == id,
+            idx_reference.c.url.is_(None),
+        )
+        stmt = select(*_COLUMNS).where(resource.c.pk.in_(pointing), resource.c.deleted.is_(False))
+        return [(row.pk, _stored(row)) for row in self.conn.execute(stmt.order_by(resource.c.pk))]
 
     def search(self, query: SearchQuery) -> SearchPage:
         """Run a search: one SQL statement over the index tables, keyset-paged on the sort keys and pk."""
@@ -297,6 +312,10 @@ class WriteUnit(ReadUnit):
         self.flush()
         return super().count(query)
 
+    def referencing(self, resource_type: str, id: str) -> list[tuple[int, Stored]]:
+        self.flush()
+        return super().referencing(resource_type, id)
+
     def history(self, query: HistoryQuery) -> tuple[list[Stored], HistoryQuery | None]:
         self.flush()
         return super().history(query)
@@ -428,6 +447,11 @@ class WriteUnit(ReadUnit):
             raise PreconditionFailed(f"conditional delete would remove more than {limit} resources")
         results = [self.delete(m.resource_type, m.id) for m in matches]
         return [r for r in results if r is not None]
+
+    def check_update(self, pk: int, current: Stored) -> None:
+        """The access checks ``update`` makes before changing ``current``, for a dry run (a preview)."""
+        self._require("u", current.resource_type)
+        self._require_visible(pk, current, "u")
 
     # -- the write path -------------------------------------------------------------------------
     def _version(

@@ -55,7 +55,7 @@ def test_mapped_message_applies_as_a_transaction(client: httpx.Client, name: str
     assert first.status_code == 200, first.text[:1000]
     statuses = [e["response"]["status"] for e in first.json()["entry"]]
     assert all(s[:3] in {"200", "201"} for s in statuses), statuses
-    again = client.post("", content=json_bytes(bundle), headers=JSON_TYPE)
+    again = client.post("", content=json_bytes(bundle), headers=JSON_TYPE)  # a resend (A40 too) changes nothing
     assert again.status_code == 200, again.text[:1000]
     patients = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
     for entry in patients:

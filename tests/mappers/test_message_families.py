@@ -222,12 +222,29 @@ def test_adt_a31_maps_the_person_only() -> None:
     assert bundle["entry"][0]["resource"]["contact"][0]["name"] == {"family": "TEST", "given": ["MARTHA"]}
 
 
-def test_adt_a40_merge_links_both_patients() -> None:
+def test_adt_a40_updates_the_survivor_and_merges_the_prior_patient_into_it() -> None:
     bundle = checked_bundle("34_ADT_A40_synthetic.hl7")
-    survivor, patch = bundle["entry"]
+    survivor, merge = bundle["entry"]
     assert survivor["request"] == {"method": "PUT", "url": "Patient?identifier=12345"}
-    assert survivor["resource"]["link"] == [{"other": {"reference": "Patient?identifier=56789"}, "type": "replaces"}]
-    assert patch["request"] == {"method": "PATCH", "url": "Patient?identifier=56789"}
-    operations = [op["part"] for op in patch["resource"]["parameter"]]
-    assert operations[1][3] == {"name": "value", "valueBoolean": False}
-    assert operations[2][3]["part"][0] == {"name": "other", "valueReference": {"reference": survivor["fullUrl"]}}
+    assert "link" not in survivor["resource"]  # the merge links both patients
+    assert merge["request"] == {"method": "POST", "url": "Patient/$merge"}
+    parameters = {p["name"]: p for p in merge["resource"]["parameter"]}
+    assert parameters.keys() == {"source-patient-identifier", "target-patient"}
+    assert parameters["source-patient-identifier"]["valueIdentifier"]["value"] == "56789"  # MRG-1
+    assert parameters["target-patient"]["valueReference"] == {"reference": survivor["fullUrl"]}
+
+
+def test_adt_a40_prefers_the_prior_identifier_with_a_system() -> None:
+    text = (
+        "MSH|^~\\&|A|B|||20240101130000+0100||ADT^A40|M2|P|2.5\rPID|1||NEW1^^^H&1.9&ISO\rMRG|LOCAL7~OLD1^^^H&1.9&ISO\r"
+    )
+    merge = map_message(parse(text))["entry"][1]["resource"]
+    assert merge["parameter"][0]["valueIdentifier"]["system"] == "urn:oid:1.9"
+    assert merge["parameter"][0]["valueIdentifier"]["value"] == "OLD1"
+
+
+def test_adt_a40_without_mrg_identifier_is_refused() -> None:
+    text = "MSH|^~\\&|A|B|||20240101130000+0100||ADT^A40|M2|P|2.5\rPID|1||NEW1^^^H&1.9&ISO\rMRG|\r"
+    with pytest.raises(MappingError) as caught:
+        map_message(parse(text))
+    assert caught.value.field == "MRG-1"
