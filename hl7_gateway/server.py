@@ -22,6 +22,8 @@ from hl7_gateway.batch import is_batch
 from hl7_gateway.mllp import Deframer, TooLarge, frame
 from hl7_gateway.process import GROUP, Gateway, Receipt, too_large
 
+LANES = 2  # groups in flight at once: one in Python while the other waits on the database (more only queue)
+
 log = logging.getLogger("hl7_gateway")
 
 
@@ -70,31 +72,37 @@ class Submitted:
 class Pipeline:
     """Every connection's messages, stored and applied in groups: group commit.
 
-    One drain task takes whatever messages are waiting (up to ``group``), stores them in one transaction,
+    A drain task takes whatever messages are waiting (up to ``group``), stores them in one transaction,
     answers what can be answered at once (accept ACKs, duplicates), then applies them in one transaction and
     answers the rest. Messages that arrive meanwhile form the next group, so a quiet listener answers each
-    message on its own and a busy one commits many per transaction. A connection's messages stay in order:
-    it sends its next message only after the ACK of the previous (and the pipeline keeps arrival order).
+    message on its own and a busy one commits many per transaction. Up to ``lanes`` drains run at once, each
+    on its own database connection, so that one group's Python work overlaps another's database round
+    trips. A connection's messages stay in order: a connection is read, and its messages submitted, one
+    message at a time, each only after the answer to the one before.
     """
 
-    def __init__(self, gateway: Gateway, group: int = GROUP) -> None:
+    def __init__(self, gateway: Gateway, group: int = GROUP, lanes: int = LANES) -> None:
         self.gateway = gateway
         self.group = group
+        self.lanes = lanes
         self.queue: asyncio.Queue[Submitted] = asyncio.Queue()
-        self.drain: asyncio.Task[None] | None = None
+        self.drains: set[asyncio.Task[None]] = set()
 
     def submit(self, raw: bytes, peer: str) -> Submitted:
         loop = asyncio.get_running_loop()
         item = Submitted(raw, peer, loop.create_future(), loop.create_future())
         self.queue.put_nowait(item)
-        if self.drain is None or self.drain.done():
-            self.drain = loop.create_task(self._drain())
+        if len(self.drains) < self.lanes:
+            drain = loop.create_task(self._drain())
+            self.drains.add(drain)
+            drain.add_done_callback(self.drains.discard)
         return item
 
     async def _drain(self) -> None:
         """Process groups until nothing is waiting (the next submit starts a new drain)."""
         while not self.queue.empty():
-            group = [self.queue.get_nowait() for _ in range(min(self.group, self.queue.qsize()))]
+            share = -(-self.queue.qsize() // self.lanes)  # what is waiting, spread over the lanes
+            group = [self.queue.get_nowait() for _ in range(min(self.group, share))]
             try:
                 await self._process(group)
             except Exception as error:  # the gateway answers its own errors; this is a bug: fail loudly

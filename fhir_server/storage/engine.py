@@ -7,6 +7,7 @@ read-then-write (conditional create, If-Match) is serialised against other write
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -91,7 +92,16 @@ def lock_key(conn: Connection, key: str) -> None:
     PostgreSQL: a transaction-scoped advisory lock. SQLite: write transactions are already
     serialised by ``BEGIN IMMEDIATE``, so nothing more is needed.
     """
-    if is_sqlite(conn):
+    lock_keys(conn, [key])
+
+
+def lock_keys(conn: Connection, keys: Sequence[str]) -> None:
+    """``lock_key`` for each of ``keys``, in their order, in one statement (one round trip)."""
+    if is_sqlite(conn) or not keys:
         return
-    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+    digests = [int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys]
+    conn.execute(_LOCK_KEYS, {"keys": digests})
+
+
+# unnest yields the keys in array order, and the locks are taken as the rows are produced.
+_LOCK_KEYS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)")

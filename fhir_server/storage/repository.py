@@ -33,7 +33,7 @@ from fhir_server.search.query import Cursor, SearchQuery
 from fhir_server.search.sql import Compiler, search_statement, sort_label
 from fhir_server.search.visibility import Access, Visibility
 from fhir_server.storage.bulk import insert_rows, next_primary_keys
-from fhir_server.storage.engine import WRITE, is_sqlite, lock_key, read_options
+from fhir_server.storage.engine import WRITE, is_sqlite, lock_keys, read_options
 from fhir_server.storage.history import HistoryQuery, history_statement
 from fhir_server.storage.model import Stored, WriteResult, instant, utc_now
 from fhir_server.storage.schema import INDEX_TABLES, idx_reference, resource, resource_history
@@ -293,6 +293,7 @@ class WriteUnit(ReadUnit):
     """Reads and writes inside one database transaction; brand-new resources are inserted in bulk."""
 
     _pending: list[_Pending] = field(default_factory=list)
+    _locks: set[str] = field(default_factory=set)  # conditional-criteria locks held until the transaction ends
     written: int = 0  # resource versions written, for the planner statistics
 
     # -- reads see pending writes -------------------------------------------------------------
@@ -326,14 +327,14 @@ class WriteUnit(ReadUnit):
         and the unit's earlier writes kept; the exception propagates. Group commit applies several HL7
         messages in one transaction this way."""
         self.flush()
-        written = self.written
+        written, locks = self.written, set(self._locks)
         nested = self.conn.begin_nested()
         try:
             yield
             self.flush()
         except BaseException:
             self._pending.clear()
-            self.written = written
+            self.written, self._locks = written, locks  # locks taken inside may be released with it
             nested.rollback()
             raise
         nested.commit()
@@ -399,10 +400,11 @@ class WriteUnit(ReadUnit):
         return matches[0] if matches else None
 
     def lock_conditions(self, queries: Iterable[SearchQuery]) -> None:
-        """Take the locks of several conditional criteria in one global order, so writers never deadlock."""
-        names = {f"conditional:{self.partition}:{q.resource_type}?{q.canonical()}" for q in queries}
-        for name in sorted(names):
-            lock_key(self.conn, name)
+        """Take the locks of several conditional criteria in one global order, so writers never deadlock;
+        those this unit holds already are not asked for again."""
+        names = {f"conditional:{self.partition}:{q.resource_type}?{q.canonical()}" for q in queries} - self._locks
+        lock_keys(self.conn, sorted(names))
+        self._locks |= names
 
     def conditional_create(self, body: dict[str, Any], query: SearchQuery) -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#ccreate: create unless ``If-None-Exist`` matches one."""
