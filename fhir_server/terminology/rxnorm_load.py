@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, text
 from tqdm import tqdm
 
 from fhir_server.storage.bulk import insert_rows
-from fhir_server.storage.engine import lock_key
+from fhir_server.storage.engine import is_sqlite, lock_key
 from fhir_server.storage.model import utc_now
 from fhir_server.storage.repository import Repository, WriteUnit
 from fhir_server.terminology.code_system import publish_code_system
@@ -147,8 +147,19 @@ def load_release(
     with _progress_bar(folder, progress) as bar, Repository(engine, partition).writing() as unit:
         tables = _release_rows(folder, keep, bar.update)
         report = replace_release(unit, tables, version or folder.resolve().name, licensed_sources=licensed_sources)
+    vacuum_release_tables(engine)
     log.info("loaded RxNorm release %s: %s", report.version, report.rows)
     return report
+
+
+def vacuum_release_tables(engine: Engine) -> None:
+    """PostgreSQL: VACUUM the release tables after a load. It removes the replaced release's rows and sets the
+    visibility map, without which every index-only scan of ``$expand`` and ``$lookup`` also reads the table
+    (autovacuum would do this later, where it runs at all). SQLite needs nothing."""
+    if is_sqlite(engine):
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"VACUUM {', '.join(table.name for table in RELEASE_TABLES)}"))
 
 
 def replace_release(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from fhir_server.storage.engine import make_engine
 from fhir_server.storage.migrate import upgrade
@@ -118,3 +118,15 @@ def test_cli_load(fresh_database_url: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "loaded RxNorm release RxNorm_full_01022024: rxnorm_concept 10, rxnorm_word" in result.stdout
     assert "RxNorm: 100%" in result.stderr  # the progress bar
+
+
+def test_load_leaves_postgresql_tables_vacuumed(engine: Engine, tmp_path: Path) -> None:
+    """After a load the visibility map is set, so $expand's index-only scans need not read the tables."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no visibility map")
+    load_release(engine, write_release(tmp_path / "rrf"), "2024-01")
+    load_release(engine, write_release(tmp_path / "rrf"), "2024-02")  # the first release's rows are dead now
+    with engine.connect() as conn:
+        visible = conn.execute(text("SELECT relallvisible, relpages FROM pg_class WHERE oid = 'rxnorm_word'::regclass"))
+        all_visible, pages = visible.one()
+    assert pages > 0 and all_visible == pages  # and the first release's dead rows are gone
