@@ -15,6 +15,7 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     FromClause,
+    ScalarSelect,
     Select,
     Text,
     and_,
@@ -242,7 +243,7 @@ def search(
     """
     if not terms:
         return _page(conn, [rxnorm_display.c.suppress == ACTIVE, *scoped], count, offset)
-    driver, *others = sorted(terms, key=lambda alternatives: word_frequency(conn, alternatives))
+    driver, *others = _by_frequency(conn, terms)
     candidates = select(rxnorm_word.c.rxcui).where(_starts_with_any(rxnorm_word, driver)).distinct().subquery()
     conditions = [rxnorm_display.c.rxcui.in_(select(candidates.c.rxcui)), rxnorm_display.c.suppress == ACTIVE, *scoped]
     for alternatives in others:
@@ -256,24 +257,40 @@ def search(
 def _page(
     conn: Connection, conditions: list[ColumnElement[bool]], count: int, offset: int
 ) -> tuple[int | None, list[Concept]]:
-    """The total of concepts meeting ``conditions`` (up to ``TOTAL_CAP``) and the page at ``offset``."""
+    """The total of concepts meeting ``conditions`` (up to ``TOTAL_CAP``) and the page at ``offset``, in one
+    statement (the total a scalar subquery beside each row; counted on its own only when the page is empty)."""
     matches = select(rxnorm_display.c.rxcui).where(*conditions).limit(TOTAL_CAP + 1).subquery()
-    counted = int(conn.execute(select(func.count()).select_from(matches)).scalar_one())
+    total = select(func.count()).select_from(matches).scalar_subquery()
     page = (
-        select(rxnorm_display)
+        select(rxnorm_display, total.label("total"))
         .where(*conditions)
         .order_by(func.length(rxnorm_display.c.name), rxnorm_display.c.rxcui)
         .limit(count)
         .offset(offset)
     )
-    found = [Concept(r.rxcui, r.name, r.tty, r.suppress) for r in conn.execute(page)]
+    rows = conn.execute(page).all()
+    counted = int(rows[0].total if rows else conn.execute(select(total)).scalar_one())
+    found = [Concept(r.rxcui, r.name, r.tty, r.suppress) for r in rows]
     return (counted if counted <= TOTAL_CAP else None), found
+
+
+def _by_frequency(conn: Connection, terms: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    """``terms`` from the rarest to the most common (one statement counting each, up to ``FREQUENCY_CAP``)."""
+    if len(terms) < 2:
+        return list(terms)
+    counts = [_frequency(alternatives, FREQUENCY_CAP) for alternatives in terms]
+    frequencies = conn.execute(select(*counts)).one()
+    return [term for _, term in sorted(zip(frequencies, terms, strict=True), key=lambda pair: pair[0])]
+
+
+def _frequency(alternatives: Sequence[str], cap: int) -> ScalarSelect[int]:
+    rows = select(rxnorm_word.c.rxcui).where(_starts_with_any(rxnorm_word, alternatives)).limit(cap).subquery()
+    return select(func.count()).select_from(rows).scalar_subquery()
 
 
 def word_frequency(conn: Connection, alternatives: Sequence[str], cap: int = FREQUENCY_CAP) -> int:
     """How many words start with one of ``alternatives`` (counted up to ``cap``: only the order matters)."""
-    rows = select(rxnorm_word.c.rxcui).where(_starts_with_any(rxnorm_word, alternatives)).limit(cap).subquery()
-    return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
+    return int(conn.execute(select(_frequency(alternatives, cap))).scalar_one())
 
 
 def _starts_with_any(words: FromClause, prefixes: Sequence[str]) -> ColumnElement[bool]:
