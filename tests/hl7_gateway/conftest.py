@@ -23,6 +23,7 @@ from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
 from fhir_server.storage.schema import resource
 from hl7_gateway.mllp import Deframer, frame
+from hl7_gateway.process import Gateway
 from hl7_gateway.schema import hl7_message
 from hl7_gateway.server import ListenerSettings, start_listener
 from hl7_gateway.store import MessageStore
@@ -100,6 +101,16 @@ def listener_on(database_url: str, **changes: Any) -> Iterator[Listener]:
 
 
 @pytest.fixture
+def gateway(fresh_database_url: str) -> Iterator[Gateway]:
+    """A gateway over an empty database of each backend."""
+    engine = make_engine(fresh_database_url)
+    upgrade(engine)
+    repository = Repository(engine, "default", "http://127.0.0.1/fhir")
+    yield Gateway(Context(repository, Settings(database_url=fresh_database_url, auth=False)))
+    engine.dispose()
+
+
+@pytest.fixture
 def listener(fresh_database_url: str) -> Iterator[Listener]:
     """A listener on an empty database of each backend."""
     with listener_on(fresh_database_url) as running:
@@ -122,7 +133,7 @@ def send(
         step = chunk or len(payload)
         for i in range(0, len(payload), step):
             sock.sendall(payload[i : i + step])
-        deframer, acks = Deframer(), []
+        deframer, acks = Deframer(), list[str]()
         while len(acks) < expected:
             data = sock.recv(65536)
             assert data, "the listener closed the connection without answering"

@@ -4,32 +4,14 @@ not valid base64 is answered AE with an ERR naming OBX-5."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
-import pytest
 from sqlalchemy import select
 
-from fhir_server.api.request import Context
-from fhir_server.config import Settings
-from fhir_server.storage.engine import make_engine
-from fhir_server.storage.migrate import upgrade
-from fhir_server.storage.repository import Repository
 from fhir_server.storage.schema import resource
 from hl7_gateway.process import Gateway
 from tests.hl7_gateway.conftest import msa, segment
 from tests.mappers.test_message_families import SIU
 from tests.mappers.test_oru_documents import HEADER
-
-
-@pytest.fixture
-def gateway(fresh_database_url: str) -> Iterator[Gateway]:
-    """A gateway over an empty database of each backend."""
-    engine = make_engine(fresh_database_url)
-    upgrade(engine)
-    repository = Repository(engine, "default", "http://127.0.0.1/fhir")
-    yield Gateway(Context(repository, Settings(database_url=fresh_database_url, auth=False)))
-    engine.dispose()
 
 
 def stored(gateway: Gateway, resource_type: str) -> list[dict[str, object]]:

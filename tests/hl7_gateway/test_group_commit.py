@@ -4,32 +4,18 @@ each under a savepoint, so a message refused by FHIR storage (AE) leaves the oth
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from fhir_server.api.request import Context, FhirRequest
+from fhir_server.api.request import FhirRequest
 from fhir_server.api.router import dispatch
-from fhir_server.config import Settings
 from fhir_server.errors import BadRequest
-from fhir_server.storage.engine import make_engine
-from fhir_server.storage.migrate import upgrade
-from fhir_server.storage.repository import Repository
 from fhir_server.storage.schema import resource
 from hl7_gateway.process import Gateway
 from hl7_gateway.store import ERROR, PROCESSED, Outcome
 from tests.hl7_gateway.conftest import Listener, lab_message, msa, segment, send
-
-
-@pytest.fixture
-def gateway(fresh_database_url: str) -> Iterator[Gateway]:
-    engine = make_engine(fresh_database_url)
-    upgrade(engine)
-    repository = Repository(engine, "default", "http://127.0.0.1/fhir")
-    yield Gateway(Context(repository, Settings(database_url=fresh_database_url, auth=False)))
-    engine.dispose()
 
 
 def _count(gateway: Gateway, resource_type: str) -> int:
