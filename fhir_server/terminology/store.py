@@ -257,19 +257,22 @@ def search(
 def _page(
     conn: Connection, conditions: list[ColumnElement[bool]], count: int, offset: int
 ) -> tuple[int | None, list[Concept]]:
-    """The total of concepts meeting ``conditions`` (up to ``TOTAL_CAP``) and the page at ``offset``, in one
-    statement (the total a scalar subquery beside each row; counted on its own only when the page is empty)."""
-    matches = select(rxnorm_display.c.rxcui).where(*conditions).limit(TOTAL_CAP + 1).subquery()
-    total = select(func.count()).select_from(matches).scalar_subquery()
+    """The total of concepts meeting ``conditions`` and the page at ``offset``, from one pass over the matches:
+    ranking them reads every match anyway, so the total is a window count beside each row (counted on its
+    own, up to ``TOTAL_CAP``, only when the page is empty). None for a total over ``TOTAL_CAP``."""
     page = (
-        select(rxnorm_display, total.label("total"))
+        select(rxnorm_display, func.count().over().label("total"))
         .where(*conditions)
         .order_by(func.length(rxnorm_display.c.name), rxnorm_display.c.rxcui)
         .limit(count)
         .offset(offset)
     )
     rows = conn.execute(page).all()
-    counted = int(rows[0].total if rows else conn.execute(select(total)).scalar_one())
+    if rows:
+        counted = int(rows[0].total)
+    else:
+        matches = select(rxnorm_display.c.rxcui).where(*conditions).limit(TOTAL_CAP + 1).subquery()
+        counted = int(conn.execute(select(func.count()).select_from(matches)).scalar_one())
     found = [Concept(r.rxcui, r.name, r.tty, r.suppress) for r in rows]
     return (counted if counted <= TOTAL_CAP else None), found
 
