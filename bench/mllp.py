@@ -5,7 +5,7 @@ N connections, original mode, each connection waiting for its ACK (sent after th
 sending the next message. Prints msg/s and ACK latency percentiles.
 
     .venv/bin/python -m bench.mllp [--backend postgres|sqlite] [--connections 8] [--messages 4000]
-                                   [--same-patient] [--profile flame.svg]
+                                   [--workers 1] [--same-patient] [--profile flame.svg]
 
 ``--profile`` runs the server under py-spy (``py-spy record``) and writes a flame graph.
 """
@@ -81,14 +81,10 @@ async def drive(port: int, all_messages: list[bytes], connections: int) -> tuple
     return time.perf_counter() - started, latencies, codes
 
 
-def start_listener(database_url: str, profile: str | None, workers: int = 0) -> tuple[subprocess.Popen[bytes], int]:
-    """``fhir-server mllp`` on a free port, or with ``workers``, ``fhir-server serve`` with that many worker
-    processes sharing the MLLP port (SO_REUSEPORT)."""
+def start_listener(database_url: str, profile: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+    """``fhir-server mllp`` on a free port, in ``workers`` processes sharing it (SO_REUSEPORT)."""
     port = free_port()
-    command = [sys.executable, "-m", "fhir_server.cli", "mllp", "--port", str(port)]
-    if workers:
-        http = ["--port", str(free_port()), "--workers", str(workers), "--mllp-port", str(port)]
-        command = [sys.executable, "-m", "fhir_server.cli", "serve", "--no-auth", *http]
+    command = [sys.executable, "-m", "fhir_server.cli", "mllp", "--port", str(port), "--workers", str(workers)]
     if profile:
         raw = ["--format", "raw"] if profile.endswith(".txt") else []  # collapsed stacks instead of an SVG
         command = [str(Path(sys.executable).parent / "py-spy"), "record", *raw, "-o", profile, "--", *command]
@@ -118,7 +114,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--same-patient", action="store_true", help="every message for one patient")
     parser.add_argument("--profile", help="write a py-spy flame graph of the server to this file")
-    parser.add_argument("--workers", type=int, default=0, help="run `serve` with this many worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="listener processes (mllp --workers)")
     args = parser.parse_args()
     with database(args.backend) as url:
         process, port = start_listener(url, args.profile, args.workers)
@@ -131,7 +127,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=60)
     print(
-        f"{args.backend}, {args.workers or 1} process(es): {len(batch)} ORU^R01 over {args.connections} "
+        f"{args.backend}, {args.workers} process(es): {len(batch)} ORU^R01 over {args.connections} "
         f"connections in {elapsed:.1f} s: "
         f"{len(batch) / elapsed:,.0f} msg/s; ACK latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; ACK codes {codes}"

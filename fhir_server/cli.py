@@ -64,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_auth_commands(commands)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = Settings.from_env().with_overrides(database_url=args.database_url)
     return int(args.run(settings, args) or 0)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _add_mllp_commands(commands: Any) -> None:
@@ -74,6 +78,7 @@ def _add_mllp_commands(commands: Any) -> None:
     mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener on its own; list or reprocess messages")
     mllp.add_argument("--host", help="interface to bind (env FHIR_HOST, default 127.0.0.1)")
     mllp.add_argument("--port", type=int, help="port (env FHIR_MLLP_PORT, default 2575)")
+    mllp.add_argument("--workers", type=int, help="listener processes sharing the port (env FHIR_WORKERS, default 1)")
     mllp.set_defaults(run=_mllp)
     actions = mllp.add_subparsers(dest="action", required=False)
     messages = actions.add_parser("messages", help="list stored messages (newest last)")
@@ -265,19 +270,55 @@ def _warn_without_clients(settings: Settings, engine: Engine) -> None:
 
 
 def _mllp(settings: Settings, args: argparse.Namespace) -> int:
+    """The listener on its own: in this process, or in ``--workers`` processes sharing the port (SO_REUSEPORT,
+    the kernel spreading connections over them, as ``serve`` workers do); the schema is migrated first, once."""
+    import multiprocessing
+    import signal
+
+    from fhir_server.storage.engine import make_engine
+    from fhir_server.storage.migrate import upgrade
+
+    settings = settings.with_overrides(host=args.host, mllp_port=args.port, workers=args.workers)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    if settings.workers <= 1:
+        _listen(settings, reuse_port=False)
+        return 0
+    spawn = multiprocessing.get_context("spawn")
+    children = [spawn.Process(target=_listen, args=(settings, True), name=f"mllp-{n}") for n in range(settings.workers)]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on SIGTERM too (finally below)
+    try:
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+        for child in children:
+            child.join(30)
+    return 0
+
+
+def _listen(settings: Settings, reuse_port: bool) -> None:
+    """One listener process: serve MLLP until interrupted or terminated."""
     import asyncio
+    import signal
 
     from fhir_server.api.request import Context
     from fhir_server.storage.engine import make_engine
-    from fhir_server.storage.migrate import upgrade
     from fhir_server.storage.repository import Repository
     from hl7_gateway.server import ListenerSettings, start_listener
 
-    settings = settings.with_overrides(host=args.host, mllp_port=args.port)
+    configure_logging()  # a spawned process starts without the parent's
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     engine = make_engine(settings.database_url)
-    upgrade(engine)
     ctx = Context(Repository(engine, settings.partition, settings.base_url), settings)
-    listener_settings = ListenerSettings.from_settings(settings)
+    listener_settings = ListenerSettings.from_settings(settings, reuse_port=reuse_port)
 
     async def run() -> None:
         listener = await start_listener(ctx, listener_settings)
@@ -292,7 +333,6 @@ def _mllp(settings: Settings, args: argparse.Namespace) -> int:
         pass
     finally:
         engine.dispose()
-    return 0
 
 
 def _gateway(settings: Settings) -> tuple[Engine, Any]:

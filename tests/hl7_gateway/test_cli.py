@@ -30,10 +30,10 @@ JS_DIR = Path(__file__).parent / "js"
 MEDPLUM_HL7 = "5.0.10"
 
 
-def start(database_url: str, port: int) -> subprocess.Popen[bytes]:
+def start(database_url: str, port: int, *options: str) -> subprocess.Popen[bytes]:
     """``fhir-server mllp`` on ``port``, once it accepts connections."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "mllp", "--port", str(port)],
+        [sys.executable, "-m", "fhir_server.cli", "mllp", "--port", str(port), *options],
         env={**os.environ, "FHIR_DATABASE_URL": database_url},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -196,3 +196,45 @@ def test_kill_9_loses_no_acknowledged_message(fresh_database_url: str) -> None:
     assert len(final) == len(messages) and set(final.values()) == {"processed"}
     assert patients() == len(messages)
     engine.dispose()
+
+
+def _children(pid: int) -> set[int]:
+    """The live listener processes started by ``pid`` (from /proc; multiprocessing's resource tracker left out)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z" and b"resource_tracker" not in command:
+            found.add(int(entry.name))
+    return found
+
+
+def test_listener_workers_share_the_port_and_stop_together(fresh_database_url: str) -> None:
+    port = free_port()
+    process = start(fresh_database_url, port, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+        answers: list[str] = []
+
+        def connection(n: int) -> None:
+            answers.extend(send(port, *(lab_message(f"W{n}-{m}", patient=f"W{n}-P{m}") for m in range(3))))
+
+        threads = [threading.Thread(target=connection, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert sorted(msa(a)[1:3] for a in answers) == sorted(["AA", f"W{n}-{m}"] for n in range(6) for m in range(3))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    for pid in workers:  # the workers stop with the parent: nothing keeps the port
+        assert not Path(f"/proc/{pid}").exists() or (Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
