@@ -301,7 +301,10 @@ def _mllp(settings: Settings, args: argparse.Namespace) -> int:
                 child.terminate()
         for child in children:
             child.join(30)
-    return 0
+    failed = [child.name for child in children if child.exitcode not in (0, None)]
+    if failed:
+        logging.error("MLLP listener process(es) %s failed (see above)", ", ".join(failed))
+    return 1 if failed else 0
 
 
 def _listen(settings: Settings, reuse_port: bool) -> None:

@@ -155,8 +155,11 @@ class Gateway:
         try:
             stored = self.store.receive_many(listed)
         except Exception:
-            log.exception("could not store %d inbound HL7 v2 message(s)", len(listed))
-            return [self._not_stored(a.raw, a.header, types) for a, (_h, types) in zip(listed, headers, strict=True)]
+            if len(listed) > 1:  # one message may spoil a group (a value the database refuses): store one by one
+                log.warning("storing a group of %d messages failed; storing them one at a time", len(listed))
+                return [receipt for arrival in arrivals for receipt in self.receive_all([arrival])]
+            log.exception("could not store an inbound HL7 v2 message")
+            return [self.not_stored(listed[0].raw)]
         return [
             self._receipt(message, new, types) for (message, new), (_header, types) in zip(stored, headers, strict=True)
         ]
@@ -240,7 +243,12 @@ class Gateway:
         try:
             outcomes = self.ctx.repository.write(work)
         except Exception as error:
-            log.exception("could not apply %d HL7 v2 message(s)", len(messages))
+            if len(messages) > 1:  # retries ran out or one message spoils the group: apply them one by one
+                log.warning(
+                    "applying a group of %d messages failed (%s); applying them one at a time", len(messages), error
+                )
+                return [outcome for message in messages for outcome in self.apply_all([message], expected)]
+            log.exception("could not apply HL7 v2 message %s", messages[0].id)
             problem = Problem(APPLICATION_ERROR, "the message could not be processed; send it again later")
             return [_unrecorded(ready, problem, error) for ready in prepared]
         return [self._finished(m.id) if o is None else o for m, o in zip(messages, outcomes, strict=True)]
@@ -293,12 +301,13 @@ class Gateway:
         """Decode, parse and map; the outcome (AR/AE with ERR) when any of these refuses the message."""
         try:
             text = decode(raw, self.fallback_charset)
-        except V2Error as error:
-            return _refused(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), first_line(raw))
-        try:
             message = parse(text)
         except V2Error as error:
-            return _refused(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), text.split("\r", 1)[0])
+            return _refused(None, "AR", _problem(error, SEGMENT_SEQUENCE_ERROR), first_line(raw))
+        except Exception as error:  # a reader bug: the message is refused, not the group it came with
+            log.exception("could not read an HL7 v2 message")
+            problem = Problem(APPLICATION_ERROR, f"the message could not be read: {type(error).__name__}")
+            return _refused(None, "AR", problem, first_line(raw))
         try:
             return Prepared(message, map_message(message))
         except UnsupportedMessage as error:
@@ -319,8 +328,9 @@ class Gateway:
         assert stored is not None and stored.ack is not None
         return Outcome(stored.ack_code or "", stored.ack, stored.error)
 
-    def _not_stored(self, raw: bytes, header: Header, ack_types: AckTypes) -> Receipt:
+    def not_stored(self, raw: bytes) -> Receipt:
         """The answer when the store is unreachable: CE (enhanced) or AE (original); nothing processed."""
+        header, ack_types = read_header(raw)
         problem = Problem(APPLICATION_ERROR, "the message could not be stored; send it again later")
         code = "CE" if ack_types.enhanced else "AE"
         stub = StoredMessage(0, None, "", header, raw, RECEIVED, None, None, None, None, 0)  # type: ignore[arg-type]
@@ -328,6 +338,12 @@ class Gateway:
         if not ack_types.enhanced or ack_types.accept_wanted(code):
             receipt.replies.append(acknowledgement(None, code, problem, raw_head=first_line(raw)))
         return receipt
+
+
+def not_processed(raw: bytes) -> str:
+    """The AE for a message whose processing was interrupted (nothing of it committed): send it again."""
+    problem = Problem(APPLICATION_ERROR, "the message could not be processed; send it again later")
+    return acknowledgement(None, "AE", problem, raw_head=first_line(raw))
 
 
 def _unrecorded(ready: Prepared | Outcome, problem: Problem, error: Exception) -> Outcome:
@@ -351,4 +367,4 @@ def too_large(head: bytes, limit: int) -> str:
     return acknowledgement(None, "AR", problem, raw_head=first_line(head))
 
 
-__all__ = ["PROCESSED", "AckTypes", "Gateway", "Receipt", "read_header", "too_large"]
+__all__ = ["PROCESSED", "AckTypes", "Gateway", "Receipt", "not_processed", "read_header", "too_large"]

@@ -13,18 +13,19 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir_server.api.request import Context
 from fhir_server.config import Settings
 from hl7_gateway.ack import encode_ack
 from hl7_gateway.batch import is_batch
 from hl7_gateway.mllp import Deframer, TooLarge, frame
-from hl7_gateway.process import GROUP, Gateway, Receipt, too_large
+from hl7_gateway.process import GROUP, Gateway, Receipt, not_processed, too_large
 
 LANES = 2  # groups in flight at once: one in Python while the other waits on the database (more only queue)
 
 log = logging.getLogger("hl7_gateway")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         item = Submitted(raw, peer, loop.create_future(), loop.create_future())
         self.queue.put_nowait(item)
-        if len(self.drains) < self.lanes:
+        if sum(not drain.done() for drain in self.drains) < self.lanes:  # a finished one may still be listed
             drain = loop.create_task(self._drain())
             self.drains.add(drain)
             drain.add_done_callback(self.drains.discard)
@@ -105,25 +106,32 @@ class Pipeline:
             group = [self.queue.get_nowait() for _ in range(min(self.group, share))]
             try:
                 await self._process(group)
-            except Exception as error:  # the gateway answers its own errors; this is a bug: fail loudly
+            except Exception:  # the gateway answers its own errors: this is a bug, logged; the AEs below answer
                 log.exception("MLLP pipeline failed on a group of %d message(s)", len(group))
+            finally:  # every message gets an answer, whatever happened (a cancelled drain too)
                 for item in group:
-                    for future in (item.received, item.completed):
-                        if not future.done():
-                            future.set_exception(error)
+                    if not item.received.done():
+                        _resolve(item.received, self.gateway.not_stored(item.raw))
+                    if not item.completed.done():
+                        _resolve(item.completed, not_processed(item.raw))
 
     async def _process(self, group: list[Submitted]) -> None:
         loop = asyncio.get_running_loop()
         receipts = await loop.run_in_executor(None, self.gateway.receive_all, [(i.raw, i.peer) for i in group])
         for item, receipt in zip(group, receipts, strict=True):
-            item.received.set_result(receipt)
+            _resolve(item.received, receipt)
         pending = [(item, receipt) for item, receipt in zip(group, receipts, strict=True) if receipt.pending]
         acks = await loop.run_in_executor(None, self.gateway.complete_all, [receipt for _, receipt in pending])
         for (item, _receipt), ack in zip(pending, acks, strict=True):
-            item.completed.set_result(ack)
+            _resolve(item.completed, ack)
         for item in group:
-            if not item.completed.done():
-                item.completed.set_result(None)
+            _resolve(item.completed, None)
+
+
+def _resolve(future: asyncio.Future[T], value: T) -> None:
+    """Set ``future``'s result unless it has one already (or its waiter was cancelled)."""
+    if not future.done():
+        future.set_result(value)
 
 
 async def start_listener(ctx: Context, settings: ListenerSettings) -> asyncio.Server:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from mappers import segments
 from mappers.datatypes import JSON, dtm_offset
 from mappers.v2 import Message, Segment
+from resources.identifiers import identifier_token
 
 NAMESPACE = uuid.UUID("5a3f0c4e-7c1b-4a57-9a43-3c0f4f6f2b10")
 
@@ -73,17 +74,15 @@ def chosen_identifier(identifiers: list[JSON]) -> JSON | None:
     return next((i for i in identifiers if "system" in i), identifiers[0] if identifiers else None)
 
 
-def identifier_token(identifiers: list[JSON]) -> str | None:
-    """``system|value`` of the chosen identifier (see ``chosen_identifier``), or None."""
+def chosen_token(identifiers: list[JSON]) -> str | None:
+    """``system|value`` of the chosen identifier (see ``chosen_identifier``) as a search value, or None."""
     chosen = chosen_identifier(identifiers)
-    if chosen is None:
-        return None
-    return f"{chosen['system']}|{chosen['value']}" if "system" in chosen else chosen["value"]
+    return identifier_token(chosen) if chosen is not None else None
 
 
 def identifier_query(resource: JSON, *also: str) -> str | None:
     """``identifier=system|value`` for the resource's identifier, plus ``also`` criteria; None without one."""
-    token = identifier_token(resource.get("identifier", []))
+    token = chosen_token(resource.get("identifier", []))
     if token is None:
         return None
     return "&".join(["identifier=" + quote(token, safe=":/|"), *also])
@@ -186,7 +185,7 @@ def add_encounter(builder: BundleBuilder, subject: str | None, update: bool, kno
 def patient_key(builder: BundleBuilder) -> str:
     """The patient's identifier token (or, without one, the message) as the key of patient-owned resources."""
     found = patient_resource(builder)
-    token = identifier_token(found[1].get("identifier", [])) if found else None
+    token = chosen_token(found[1].get("identifier", [])) if found else None
     return token or builder.source
 
 
@@ -241,4 +240,4 @@ def visit_key(builder: BundleBuilder) -> str:
     """The visit number (PV1-19) token, or "" when the message has none."""
     found = positioned(builder.message, "PV1")
     visit = segments.map_pv1(found[0][1], builder.offset) if found else {}
-    return identifier_token(visit.get("identifier", [])) or ""
+    return chosen_token(visit.get("identifier", [])) or ""

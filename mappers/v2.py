@@ -83,7 +83,8 @@ DEFAULT_DELIMITERS = Delimiters()
 
 
 def decode(raw: bytes, fallback_charset: str = "latin-1") -> str:
-    """The text of ``raw``: BOM stripped, CR/LF/CRLF made CR, decoded per MSH-18 (table 0211).
+    """The text of ``raw``: BOM stripped, CR/LF/CRLF made CR, decoded per MSH-18 (table 0211), NUL characters
+    dropped (they are no HL7 text, and no database text column takes them).
 
     Without a known MSH-18 the bytes are read as UTF-8 when they are valid UTF-8 (which text in a
     single-byte set almost never is), else in ``fallback_charset``.
@@ -94,7 +95,7 @@ def decode(raw: bytes, fallback_charset: str = "latin-1") -> str:
         text = body.decode(codec)
     except (UnicodeDecodeError, LookupError) as error:
         raise V2DecodeError(f"message is not valid {codec}: {error}") from error
-    return normalise_separators(text)
+    return normalise_separators(text.replace("\x00", ""))
 
 
 def is_utf8(body: bytes) -> bool:
@@ -107,8 +108,8 @@ def is_utf8(body: bytes) -> bool:
 
 
 def first_line(raw: bytes) -> str:
-    """The first segment of raw message bytes (BOM dropped; CR or LF ends it), read as latin-1."""
-    return raw.removeprefix(UTF8_BOM).split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+    """The first segment of raw message bytes (BOM dropped; CR or LF ends it), read as latin-1, without NULs."""
+    return raw.removeprefix(UTF8_BOM).split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1").replace("\x00", "")
 
 
 def declared_charset(body: bytes) -> str:

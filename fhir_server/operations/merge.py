@@ -27,6 +27,7 @@ from fhir_server.search.query import parse_search
 from fhir_server.storage.model import Stored
 from fhir_server.storage.repository import WriteUnit
 from fhir_server.validation import validate_resource
+from resources.identifiers import identifier_token
 from resources.references import reference_elements
 
 JSON = dict[str, Any]
@@ -212,13 +213,6 @@ def _identified(unit: WriteUnit, choice: PatientChoice) -> tuple[int, Stored]:
             code="multiple-matches",
         )
     return page.pks[0], page.matches[0]
-
-
-def identifier_token(identifier: JSON) -> str:
-    """The ``identifier`` search value of an Identifier: ``system|value``, or the value alone."""
-    value = identifier["value"].replace(",", "\\,")
-    system = identifier.get("system")
-    return f"{system}|{value}" if isinstance(system, str) and system else value
 
 
 def check_pair(given: MergeInput, source: Stored, target: Stored) -> None:

@@ -80,3 +80,30 @@ def test_a_message_failing_after_its_writes_has_them_undone(gateway: Gateway, mo
     assert _count(gateway, "Patient") == 2
     assert _count(gateway, "Observation") == 20
     assert _count(gateway, "Specimen") == 4
+
+
+def test_a_nul_in_the_header_is_stored_and_answered(gateway: Gateway) -> None:
+    raw = lab_message("NUL-1", patient="NUL-P").replace(b"SomeSystem", b"Some\x00System", 1)
+    (receipt,) = gateway.receive_all([(raw, "127.0.0.1:1")])
+    assert receipt.pending and receipt.message.header.sending_application == "SomeSystem"
+    (ack,) = gateway.complete_all([receipt])
+    assert msa(ack or "")[1:3] == ["AA", "NUL-1"]
+
+
+def test_a_group_the_store_refuses_is_stored_one_by_one(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One message that spoils its group's transaction costs only its own answer."""
+    receive_many = gateway.store.receive_many
+
+    def refusing_poison(arrivals: Any) -> Any:
+        if any(b"POISON" in arrival.raw for arrival in arrivals):
+            raise RuntimeError("the database refused a row")
+        return receive_many(arrivals)
+
+    monkeypatch.setattr(gateway.store, "receive_many", refusing_poison)
+    group = [lab_message(f"ONE-{n}", patient=f"ONE-P{n}") for n in range(3)]
+    group[1] = group[1].replace(b"DUCK", b"POISON")
+    receipts = gateway.receive_all([(raw, "127.0.0.1:1") for raw in group])
+    assert [r.pending for r in receipts] == [True, False, True]
+    assert msa(receipts[1].replies[0])[1] == "AE" and "could not be stored" in segment(receipts[1].replies[0], "ERR")[8]
+    acks = gateway.complete_all([receipts[0], receipts[2]])
+    assert [msa(ack or "")[1] for ack in acks] == ["AA", "AA"]
