@@ -400,8 +400,10 @@ class WriteUnit(ReadUnit):
         return matches[0] if matches else None
 
     def lock_conditions(self, queries: Iterable[SearchQuery]) -> None:
-        """Take the locks of several conditional criteria in one global order, so writers never deadlock;
-        those this unit holds already are not asked for again."""
+        """Take the locks of several conditional criteria in one global order (a transaction Bundle asks for all
+        of its own at once, so two Bundles never deadlock on them); those this unit holds already are not asked
+        for again. A unit that takes locks in several calls (a group of HL7 messages) can still deadlock with
+        another writer: PostgreSQL detects it and the unit is retried."""
         names = {f"conditional:{self.partition}:{q.resource_type}?{q.canonical()}" for q in queries} - self._locks
         lock_keys(self.conn, sorted(names))
         self._locks |= names
