@@ -173,10 +173,12 @@ def run_merge(unit: WriteUnit, given: MergeInput, base_url: str) -> Merged:
         for change in (*moved, retired, survivor):
             unit.check_update(change.pk, change.current)
         return Merged(source, target, moved, survivor.body)
-    for change in (*moved, retired):
-        unit.update(change.body, change.current.id, if_match=change.current.version)
-    written = unit.update(survivor.body, target.id, if_match=target.version)
-    return Merged(source, target, moved, written.stored.resource())
+    for change in (*moved, retired, survivor):
+        if change.body != change.current.resource():  # a repeated merge leaves the two patients as they are
+            unit.update(change.body, change.current.id, if_match=change.current.version)
+    written = unit.current(PATIENT, target.id)
+    assert written is not None
+    return Merged(source, target, moved, written[1].resource())
 
 
 def patient(unit: WriteUnit, choice: PatientChoice, base_url: str) -> tuple[int, Stored]:

@@ -178,6 +178,8 @@ def test_merging_again_into_the_same_target_moves_only_new_references(client: ht
     assert links == [{"other": {"reference": f"Patient/{target}"}, "type": "replaced-by"}]  # not twice
     replaces = _read(client, f"Patient/{target}")["link"]
     assert replaces == [{"other": {"reference": f"Patient/{source}"}, "type": "replaces"}]
+    for patient in (source, target):  # written once, by the first merge: the second changed nothing of theirs
+        assert _read(client, f"Patient/{patient}")["meta"]["versionId"] == "2"
 
 
 def _error_cases() -> list[Any]:
