@@ -144,13 +144,11 @@ class Gateway:
     def receive_all(self, arrivals: Sequence[tuple[bytes, str]]) -> list[Receipt]:
         """Store the raw messages (committed before this returns) and say what to answer now to each."""
         headers = [read_header(raw) for raw, _peer in arrivals]
-        accepts = [
-            acknowledgement(None, "CA", raw_head=first_line(raw)) if ack_types.enhanced else None
-            for (raw, _peer), (_header, ack_types) in zip(arrivals, headers, strict=True)
-        ]
         listed = [
-            Arrival(raw, peer, header, accept)
-            for (raw, peer), (header, _types), accept in zip(arrivals, headers, accepts, strict=True)
+            Arrival(
+                raw, peer, header, acknowledgement(None, "CA", raw_head=first_line(raw)) if types.enhanced else None
+            )
+            for (raw, peer), (header, types) in zip(arrivals, headers, strict=True)
         ]
         try:
             stored = self.store.receive_many(listed)
@@ -249,8 +247,7 @@ class Gateway:
                 )
                 return [outcome for message in messages for outcome in self.apply_all([message], expected)]
             log.exception("could not apply HL7 v2 message %s", messages[0].id)
-            problem = Problem(APPLICATION_ERROR, "the message could not be processed; send it again later")
-            return [_unrecorded(ready, problem, error) for ready in prepared]
+            return [_unrecorded(ready, error) for ready in prepared]
         return [self._finished(m.id) if o is None else o for m, o in zip(messages, outcomes, strict=True)]
 
     def _apply(
@@ -258,8 +255,9 @@ class Gateway:
     ) -> Outcome | None:
         """One message in the group's transaction: its bundle applied under a savepoint and its outcome
         recorded; None when another run finished it first."""
-        outcome = ready if isinstance(ready, Outcome) else None
-        if isinstance(ready, Prepared):
+        if isinstance(ready, Outcome):  # refused before any write (AR/AE): only its outcome is recorded
+            outcome = ready
+        else:
             try:
                 with unit.savepoint():
                     return self._applied(unit, message_id, ready, expected, remap)
@@ -274,7 +272,6 @@ class Gateway:
                 outcome = self._outcome(ready.message, "AE", Problem(APPLICATION_ERROR, error.diagnostics))
             except Exception as error:
                 outcome = self._failed(ready.message, error)
-        assert outcome is not None
         try:
             self.store.finish(unit, message_id, outcome, expected)
         except AlreadyFinished:
@@ -340,17 +337,20 @@ class Gateway:
         return receipt
 
 
+# Nothing of the message was committed: the sender should send it again.
+RESEND = Problem(APPLICATION_ERROR, "the message could not be processed; send it again later")
+
+
 def not_processed(raw: bytes) -> str:
-    """The AE for a message whose processing was interrupted (nothing of it committed): send it again."""
-    problem = Problem(APPLICATION_ERROR, "the message could not be processed; send it again later")
-    return acknowledgement(None, "AE", problem, raw_head=first_line(raw))
+    """The AE for a message whose processing was interrupted before anything of it was committed."""
+    return acknowledgement(None, "AE", RESEND, raw_head=first_line(raw))
 
 
-def _unrecorded(ready: Prepared | Outcome, problem: Problem, error: Exception) -> Outcome:
+def _unrecorded(ready: Prepared | Outcome, error: Exception) -> Outcome:
     """The answer for a message whose group transaction failed: its own AR/AE if it had one, else an AE."""
     if isinstance(ready, Outcome):
         return ready
-    return Outcome("AE", acknowledgement(ready.message, "AE", problem), f"{type(error).__name__}: {error}")
+    return Outcome("AE", acknowledgement(ready.message, "AE", RESEND), f"{type(error).__name__}: {error}")
 
 
 def _refused(message: Message | None, code: str, problem: Problem, head: str) -> Outcome:

@@ -184,13 +184,12 @@ async def _process(gateway: Gateway, pipeline: Pipeline, writer: asyncio.StreamW
         return
     item = pipeline.submit(raw, peer)
     receipt = await item.received
-    if receipt.ack_types.enhanced:
-        await _answer(writer, *receipt.replies)
-        ack = await item.completed
-        await _answer(writer, *([ack] if ack is not None else []))
-    else:
-        ack = await item.completed
-        await _answer(writer, *receipt.replies, *([ack] if ack is not None else []))
+    replies = receipt.replies
+    if receipt.ack_types.enhanced:  # the accept ACK (or a duplicate's stored answers) goes at once
+        await _answer(writer, *replies)
+        replies = []
+    ack = await item.completed
+    await _answer(writer, *replies, *([ack] if ack is not None else []))
 
 
 async def _answer(writer: asyncio.StreamWriter, *acks: str) -> None:

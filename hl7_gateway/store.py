@@ -1,9 +1,10 @@
 """Reads and writes of the raw message store (``hl7_message``), through the Repository's write units.
 
-``receive_many`` inserts messages before they are processed (one statement each, one transaction for all; a
-resend of a stored sender + MSH-10 inserts nothing and returns the stored row instead). ``finish`` records the outcome inside the
-transaction that applied the message, only if nobody else finished it first, so a duplicate racing its
-original (in this process or another listener) can never apply the same message twice.
+``receive_many`` inserts messages before they are processed (one statement each, one transaction for all;
+a resend of a stored sender + MSH-10 inserts nothing and returns the stored row instead). ``finish``
+records the outcome inside the transaction that applied the message, only if nobody else finished it
+first, so a duplicate racing its original (in this process or another listener) can never apply the same
+message twice.
 """
 
 from __future__ import annotations
@@ -84,16 +85,11 @@ class MessageStore:
         self.repository = repository
         self.partition = repository.partition
 
-    def receive(self, raw: bytes, peer: str, header: Header, accept_ack: str | None) -> tuple[StoredMessage, bool]:
-        """Store ``raw`` before processing; the row and True, or the stored original and False (a duplicate)."""
-        return self.receive_many([Arrival(raw, peer, header, accept_ack)])[0]
-
     def receive_many(self, arrivals: Sequence[Arrival]) -> list[tuple[StoredMessage, bool]]:
         """Store several messages in one transaction (one commit for all: group commit); for each, its row and
         True, or the stored original and False when it is a duplicate (also of one earlier in ``arrivals``)."""
         now = utc_now()
         rows = [self._values(arrival, now) for arrival in arrivals]
-
         return self.repository.write(lambda unit: [_store(unit.conn, values) for values in rows])
 
     def _values(self, arrival: Arrival, now: datetime) -> dict[str, object]:
@@ -129,14 +125,6 @@ class MessageStore:
         )
         if result.rowcount == 0:
             raise AlreadyFinished(message_id)
-
-    def record(self, message_id: int, outcome: Outcome, expected: Sequence[str] = (RECEIVED,)) -> bool:
-        """Record a failed run's outcome in a transaction of its own; False if another run finished first."""
-        try:
-            self.repository.write(lambda unit: self.finish(unit, message_id, outcome, expected))
-        except AlreadyFinished:
-            return False
-        return True
 
     def get(self, message_id: int) -> StoredMessage | None:
         def work(conn: Connection) -> StoredMessage | None:

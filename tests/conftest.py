@@ -62,13 +62,20 @@ def postgres_schema_url() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def fresh_database(database_url: str, folder: Path) -> Iterator[str]:
+    """An empty database of the same backend as ``database_url`` (a SQLite file in ``folder``)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{folder / 'fresh.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
+
+
 @pytest.fixture
 def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """An empty database of the same backend as ``database_url``, for tests that need a clean slate."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    with postgres_schema() as url:
+    with fresh_database(database_url, tmp_path) as url:
         yield url
 
 

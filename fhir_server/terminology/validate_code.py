@@ -57,14 +57,14 @@ def verdict(
 ) -> dict[str, Any]:
     """The Parameters answer: ``result``, the concept's ``display``, and a ``message`` when it is not valid
     (unknown or retired code, a display that is not one of its names, a concept outside the value set)."""
-    found = store.concept(conn, code)
+    found = store.profile(conn, code)  # the concept and its names in one statement
     if found is None:
         return parameters(*_invalid(_unknown(conn, code)))
-    answer = [parameter("result", "Boolean", True), parameter("display", "String", found.name)]
-    names = {name.lower() for _sab, _tty, name in store.atoms(conn, code)}
+    name = found.concept.name
+    answer = [parameter("result", "Boolean", True), parameter("display", "String", name)]
     if scoped and not store.contains(conn, code, scoped):
-        answer = [*_invalid(f"RxCUI {code} ({found.name}) is not in the value set {value_set_url}"), answer[1]]
-    elif display is not None and display.lower() not in names:
+        answer = [*_invalid(f"RxCUI {code} ({name}) is not in the value set {value_set_url}"), answer[1]]
+    elif display is not None and display.lower() not in {atom_name.lower() for _, _, atom_name in found.atoms}:
         answer = [*_invalid(f"'{display}' is not a name of RxCUI {code}"), answer[1]]
     return parameters(*answer)
 

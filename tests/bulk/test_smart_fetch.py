@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from smart_fetch.resources import PATIENT_TYPES
 
 from fhir_server.storage.model import instant, utc_now
 from tests.auth.flows import App, register_backend
-from tests.conftest import LiveServer, live_server, postgres_schema, unique
+from tests.conftest import LiveServer, fresh_database, live_server, unique
 from tests.shared_data import IN_CI, SHARED, shared
 from tests.tokens import mint
 
@@ -58,21 +57,11 @@ class World:
         return app, path
 
 
-@contextmanager
-def _fresh_database(database_url: str, folder: Path) -> Iterator[str]:
-    """An empty database of the backend under test: no other server's export workers take its jobs."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{folder / 'smart-fetch.db'}"
-        return
-    with postgres_schema() as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     folder = tmp_path_factory.mktemp("smart-fetch")
     with (
-        _fresh_database(database_url, folder) as url,
+        fresh_database(database_url, folder) as url,  # no other server's export workers take its jobs
         live_server(
             url, auth=True, export_dir=str(folder / "exports"), export_file_resources=50, export_workers=1
         ) as server,

@@ -10,7 +10,8 @@ import pytest
 
 import hl7_gateway.process
 from fhir_server import cli
-from hl7_gateway.store import PROCESSED, RECEIVED
+from hl7_gateway.process import read_header
+from hl7_gateway.store import PROCESSED, RECEIVED, Arrival
 from mappers.errors import InvalidValue
 from tests.hl7_gateway.conftest import Listener, lab_message, msa, segment, send
 from tests.shared_data import shared
@@ -158,10 +159,7 @@ def test_error_queue_lists_and_reprocesses_after_a_fix(
 def test_resend_of_an_unfinished_message_processes_it(listener: Listener) -> None:
     """A message stored but never finished (the listener died while processing it) is processed on resend."""
     raw = lab_message("CRASH-1", patient="P-CRASH-1")
-    from hl7_gateway.process import read_header
-
-    header, _ = read_header(raw)
-    stored, new = listener.store.receive(raw, "127.0.0.1:1", header, None)
+    ((stored, new),) = listener.store.receive_many([Arrival(raw, "127.0.0.1:1", read_header(raw)[0])])
     assert new and stored.status == RECEIVED
     (ack,) = send(listener.port, raw)
     assert msa(ack)[1] == "AA"
